@@ -1,0 +1,42 @@
+"""Packaging for featurebridge.
+
+Also the file Beam's ``--setup_file`` ships to remote workers, so it lists
+packages explicitly and keeps install-time logic out.
+"""
+
+import setuptools
+
+VERSION = "0.1.0"
+
+# Ranges here; exact pins live in constraints.txt (what CI and `make` install).
+REQUIRED = [
+    "apache-beam[gcp]>=2.77,<2.78",
+    "tensorflow>=2.21,<2.22",
+    "tensorflow-transform>=1.21,<1.22",
+    "tfx-bsl>=1.21,<1.22",
+    "pyarrow>=25,<26",
+    "grpcio>=1.85,<2",
+    "grpcio-health-checking>=1.81,<2",
+    "protobuf>=6.33,<7",
+    "PyYAML>=6,<7",
+    "numpy>=2,<3",
+]
+
+EXTRAS = {
+    "test": ["pytest>=9", "pytest-timeout>=2.4"],
+    "bench": ["pandas>=3", "scikit-learn>=1.9"],
+}
+
+setuptools.setup(
+    name="featurebridge",
+    version=VERSION,
+    description=(
+        "TensorFlow Transform on Apache Beam, exported for serving and "
+        "exposed to Java/Flink/Spark through a cross-language expansion service."
+    ),
+    python_requires=">=3.11,<3.12",
+    packages=["transforms", "pipelines", "expansion_service"],
+    install_requires=REQUIRED,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["featurebridge=pipelines.cli:main"]},
+)
