@@ -1,0 +1,151 @@
+"""The `featurebridge` command: a thin dispatcher onto each job's run(argv).
+
+It owns what the user sees: progress logging, a one-screen summary, and
+errors as one clear message (no traceback) with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+__all__ = ["COMMANDS", "main", "run_command"]
+
+# command -> (module, help). Modules are imported only when used: TF is slow to import.
+COMMANDS: Dict[str, Tuple[str, str]] = {
+    "analyze": ("pipelines.analyze", "TFT analyze pass: raw files + spec -> transform_fn, constants"),
+}
+
+_USAGE = """usage: featurebridge COMMAND [options]
+
+commands:
+{commands}
+
+Run `featurebridge COMMAND --help` for a command's options."""
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def _configure_logging() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    for name in ("transforms", "pipelines", "expansion_service", "featurebridge", "__main__"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    fmt = logging.Formatter("[featurebridge] %(message)s")
+    ours = ("transforms", "pipelines", "expansion_service", "benchmarks", "__main__")
+    debug = bool(os.environ.get("FEATUREBRIDGE_DEBUG"))
+
+    def keep(record: logging.LogRecord) -> bool:
+        # Our progress at INFO; other libraries (TF, TFT, Beam) only at ERROR.
+        return debug or record.name.split(".")[0] in ours or record.levelno >= logging.ERROR
+
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(fmt)
+        handler.addFilter(keep)
+
+
+def _user_errors() -> tuple:
+    from pipelines.options import RunnerConfigError
+    from transforms.io import InputError
+    from transforms.outputs import OutputExistsError
+    from transforms.spec import SpecError
+
+    errors = [SpecError, InputError, OutputExistsError, RunnerConfigError, ValueError, FileNotFoundError]
+    return tuple(errors)
+
+
+def _pipeline_error_message(error: BaseException) -> Optional[str]:
+    """Beam wraps worker exceptions; find ours in the chain or the text."""
+    from transforms.analyze import CountMismatchError, EmptyDataError
+
+    seen = error
+    while seen is not None:
+        if isinstance(seen, (EmptyDataError, CountMismatchError)):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = str(error)
+    for marker in ("EmptyDataError: ", "CountMismatchError: ", "InputError: "):
+        if marker in text:
+            return text.split(marker, 1)[1].split("\n", 1)[0].split(" [while running")[0]
+    return None
+
+
+def run_command(command: str, argv: Optional[Sequence[str]]) -> int:
+    _configure_logging()
+    module = importlib.import_module(COMMANDS[command][0])
+    argv = list(argv if argv is not None else [])
+    if "--help" in argv or "-h" in argv:
+        return _print_help(command, module)
+    try:
+        result = module.run(argv)
+    except KeyboardInterrupt:
+        print("Interrupted; no output was written.", file=sys.stderr)
+        return 130
+    except _user_errors() as e:
+        message = _pipeline_error_message(e) or str(e)
+        print(f"featurebridge {command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:  # Pipeline failures: say what happened, not a traceback.
+        message = _pipeline_error_message(e)
+        if message is None:
+            logging.getLogger(__name__).debug("pipeline failure", exc_info=True)
+            message = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. Run with FEATUREBRIDGE_DEBUG=1 for the full traceback."
+            if os.environ.get("FEATUREBRIDGE_DEBUG"):
+                raise
+        print(f"featurebridge {command}: failed: {message}", file=sys.stderr)
+        return EXIT_FAILED
+    summarize: Callable = getattr(module, "summarize", None)
+    if summarize and isinstance(result, dict):
+        print(summarize(result, _output_arg(argv)))
+    return 0
+
+
+def _output_arg(argv: Sequence[str]) -> str:
+    for i, arg in enumerate(argv):
+        if arg == "--output" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--output="):
+            return arg.split("=", 1)[1]
+    return ""
+
+
+def _print_help(command: str, module) -> int:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    print(f"usage: featurebridge {command} [options] [any Beam pipeline option]\n")
+    print((module.__doc__ or "").strip() + "\n")
+    for cls in PipelineOptions.__subclasses__():
+        if cls.__module__ == "pipelines.options" or cls.__module__ == module.__name__:
+            import argparse
+
+            parser = argparse.ArgumentParser(prog=f"featurebridge {command}", add_help=False)
+            cls._add_argparse_args(parser)
+            parser.print_help()
+            break
+    print("\n  --runner_config FILE  a runner_configs/*.yaml file; command-line flags win")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        width = max(len(c) for c in COMMANDS)
+        listing = "\n".join(f"  {c.ljust(width)}  {h}" for c, (_, h) in COMMANDS.items())
+        print(_USAGE.format(commands=listing))
+        return 0 if argv else EXIT_USAGE
+    command = argv[0]
+    if command not in COMMANDS:
+        print(
+            f"featurebridge: unknown command {command!r}; choose from {sorted(COMMANDS)}.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return run_command(command, argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""The analyze-and-transform PTransform: Arrow RecordBatches in, TFT artifacts out.
+
+Runs TFT on its Arrow path (RecordBatches + TensorAdapterConfig), writes the
+transform_fn and transformed metadata, the transformed examples as gzip
+TFRecord shards, and a small constants transform_fn from which constants.json
+is read (see `transforms.constants`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional
+
+import apache_beam as beam
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import schema_utils
+from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
+
+from transforms import io as fb_io
+from transforms.preprocessing import build_constants_fn, build_preprocessing_fn, raw_feature_spec
+from transforms.spec import FeatureSpec
+
+__all__ = [
+    "AnalyzeAndTransform",
+    "AnalyzeToDirectory",
+    "CountMismatchError",
+    "EmptyDataError",
+    "REJECTED_DIR",
+    "CONSTANTS_FN_DIR",
+    "TRANSFORMED_DIR",
+    "TRANSFORMED_PREFIX",
+    "tensor_adapter_config",
+]
+
+TRANSFORMED_DIR = "transformed"
+TRANSFORMED_PREFIX = "part"
+CONSTANTS_FN_DIR = "_constants_fn"
+
+
+def tensor_adapter_config(spec: FeatureSpec) -> tensor_adapter.TensorAdapterConfig:
+    """How TFT turns our RecordBatches into tensors: one VarLen sparse tensor per column."""
+    schema = schema_utils.schema_from_feature_spec(raw_feature_spec(spec))
+    representations = tensor_representation_util.InferTensorRepresentationsFromSchema(schema)
+    return tensor_adapter.TensorAdapterConfig(fb_io.arrow_schema_for(spec), representations)
+
+
+class AnalyzeAndTransform(beam.PTransform):
+    """Analyzes RecordBatches with TFT and writes the artifacts under `output_dir`.
+
+    Input: a PCollection of pa.RecordBatch in `transforms.io.arrow_schema_for(spec)`.
+    Output: {"transformed_rows": PCollection with one int, the number of
+    transformed examples; "written": [PCollections that complete when each
+    artifact is written]} (use them as side inputs to run after the writes).
+
+    Writes ``transform_fn/``, ``transformed_metadata/``, ``transformed/part-*.tfrecord.gz``
+    and, when a spec is given, ``_constants_fn/`` (read by
+    `transforms.constants.write_constants`, then removed by the caller).
+
+    Args:
+      spec: the feature spec the batches follow.
+      output_dir: where artifacts go (the caller's staging directory).
+      temp_dir: TFT's scratch directory; must be reachable by all workers.
+      preprocessing_fn: a user's preprocessing_fn to use instead of the spec's
+        transforms (the spec still defines the raw columns).
+    """
+
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        output_dir: str,
+        temp_dir: str,
+        preprocessing_fn: Optional[Callable] = None,
+    ):
+        super().__init__()
+        self._spec = spec
+        self._output_dir = output_dir
+        self._temp_dir = temp_dir
+        self._user_fn = preprocessing_fn
+
+    def expand(self, batches):
+        config = tensor_adapter_config(self._spec)
+        preprocessing_fn = self._user_fn or build_preprocessing_fn(self._spec)
+        with tft_beam.Context(temp_dir=self._temp_dir):
+            (transformed, transformed_metadata), transform_fn = (
+                batches,
+                config,
+            ) | "AnalyzeAndTransformDataset" >> tft_beam.AnalyzeAndTransformDataset(
+                preprocessing_fn, output_record_batches=True
+            )
+            written = [transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(self._output_dir)]
+            examples = (
+                transformed,
+                transformed_metadata,
+            ) | "EncodeExamples" >> tft_beam.EncodeTransformedDataset()
+            written.append(examples | "WriteTransformed" >> beam.io.WriteToTFRecord(
+                os.path.join(self._output_dir, TRANSFORMED_DIR, TRANSFORMED_PREFIX),
+                file_name_suffix=".tfrecord.gz",
+                compression_type=beam.io.filesystem.CompressionTypes.GZIP,
+            ))
+            if self._user_fn is None:
+                constants_fn = (
+                    batches,
+                    config,
+                ) | "AnalyzeConstants" >> tft_beam.AnalyzeDataset(build_constants_fn(self._spec))
+                written.append(constants_fn | "WriteConstantsFn" >> tft_beam.WriteTransformFn(
+                    os.path.join(self._output_dir, CONSTANTS_FN_DIR)
+                ))
+        count = examples | "CountTransformed" >> beam.combiners.Count.Globally()
+        return {"transformed_rows": count, "written": written}
+
+
+class EmptyDataError(ValueError):
+    """No usable rows: analyzing would bake meaningless default constants."""
+
+
+class CountMismatchError(RuntimeError):
+    """Rows read != rows used + rows rejected: something was lost."""
+
+
+REJECTED_DIR = "rejected"
+REJECTED_PREFIX = "rejected"
+
+
+def _sum_stats(stats):
+    total = {"read": 0, "used": 0, "rejected": 0}
+    per_file = {}
+    for s in stats:
+        per_file[s["source"]] = {k: s[k] for k in ("read", "used", "rejected")}
+        for k in total:
+            total[k] += s[k]
+    return total, dict(sorted(per_file.items()))
+
+
+def _check_not_empty(used_rows: int, rejected_rows: int, sources) -> None:
+    if used_rows == 0:
+        where = ", ".join(sorted(sources)[:5]) or "the input"
+        if rejected_rows:
+            raise EmptyDataError(
+                f"All {rejected_rows} input rows were rejected ({where}), so there is "
+                "nothing to analyze. See rejected/ for each row's reason, fix the data "
+                "or relax the spec's missing-value policies."
+            )
+        raise EmptyDataError(
+            f"The input has no data rows ({where}). Analyzing an empty dataset would "
+            "produce meaningless constants; point --input at non-empty files."
+        )
+
+
+class _Finalize(beam.DoFn):
+    """Runs once after every write: reconciles counts, writes constants.json and
+    manifest.json, and moves the staged directory into place."""
+
+    def __init__(self, spec_json, staging, final_dir, manifest_base, commit):
+        self._spec_json = spec_json
+        self._staging = staging
+        self._final_dir = final_dir
+        self._manifest_base = manifest_base
+        self._commit = commit
+
+    def process(self, _, stats, used_rows, rejected_rows, transformed_rows, written, **artifacts_written):
+        import shutil
+
+        from transforms import constants as fb_constants
+        from transforms import provenance
+
+        spec = FeatureSpec.from_text(self._spec_json)
+        totals, per_file = _sum_stats(stats)
+        used_rows = used_rows or 0
+        if stats and (
+            totals["read"] != totals["used"] + totals["rejected"]
+            or totals["used"] != used_rows
+            or totals["rejected"] != rejected_rows
+        ):
+            raise CountMismatchError(
+                f"Row counts do not reconcile: read={totals['read']}, used={used_rows} "
+                f"(reader said {totals['used']}), rejected={rejected_rows} (reader said "
+                f"{totals['rejected']}). This is a bug in featurebridge; please report it "
+                "with the input that triggers it."
+            )
+        _check_not_empty(used_rows, rejected_rows, per_file)
+        if transformed_rows != used_rows:
+            raise CountMismatchError(
+                f"{used_rows} rows went into TFT but {transformed_rows} transformed "
+                "examples were written. This is a bug in featurebridge; please report it."
+            )
+        payload = fb_constants.compute_constants(self._staging, spec)
+        provenance.write_json_atomic(os.path.join(self._staging, "constants.json"), payload)
+        shutil.rmtree(os.path.join(self._staging, CONSTANTS_FN_DIR), ignore_errors=True)
+        shutil.rmtree(os.path.join(self._staging, "_tmp"), ignore_errors=True)
+        manifest = dict(self._manifest_base)
+        manifest.update(
+            finished=provenance.utc_now(),
+            rows={
+                "read": totals["read"] if stats else used_rows + rejected_rows,
+                "used": used_rows,
+                "rejected": rejected_rows,
+                "per_file": per_file,
+            },
+            outputs=provenance.directory_digests(self._staging),
+            spec_digest=spec.digest(),
+        )
+        provenance.write_json_atomic(os.path.join(self._staging, "manifest.json"), manifest)
+        if self._commit:
+            yield self._commit_to_final()
+        else:
+            yield self._staging
+
+    def _commit_to_final(self):
+        old = None
+        if os.path.exists(self._final_dir):
+            old = self._staging + ".old"
+            os.rename(self._final_dir, old)
+        os.rename(self._staging, self._final_dir)
+        if old:
+            import shutil
+
+            shutil.rmtree(old, ignore_errors=True)
+        return self._final_dir
+
+
+class AnalyzeToDirectory(beam.PTransform):
+    """Read result (batches, rejected, stats) -> a complete analyzed directory.
+
+    Writes transform_fn/, transformed_metadata/, transformed/, rejected/,
+    constants.json and manifest.json into `staging_dir`, checks that
+    ``read == used + rejected`` and that some rows were used, then (when
+    `final_dir` is given) renames the staging directory to `final_dir`.
+
+    Output: a PCollection with one element, the path of the finished directory.
+
+    Raises (at run time, failing the pipeline):
+      EmptyDataError: no usable rows.
+      CountMismatchError: rows were lost somewhere.
+    """
+
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        staging_dir: str,
+        final_dir: Optional[str] = None,
+        preprocessing_fn: Optional[Callable] = None,
+        manifest: Optional[dict] = None,
+    ):
+        super().__init__()
+        self._spec = spec
+        self._staging = staging_dir
+        self._final_dir = final_dir
+        self._user_fn = preprocessing_fn
+        self._manifest = dict(manifest or {})
+
+    def expand(self, read_result):
+        batches, rejected, stats = read_result.batches, read_result.rejected, read_result.stats
+        rejected_files = rejected | "WriteRejected" >> beam.io.WriteToText(
+            os.path.join(self._staging, REJECTED_DIR, REJECTED_PREFIX),
+            file_name_suffix=".jsonl",
+            num_shards=1,
+        )
+        analyzed = batches | "Analyze" >> AnalyzeAndTransform(
+            self._spec, self._staging, os.path.join(self._staging, "_tmp"), self._user_fn
+        )
+        done = {f"written_{i}": beam.pvalue.AsList(p) for i, p in enumerate(analyzed["written"])}
+        used = (
+            batches
+            | "RowsPerBatch" >> beam.Map(lambda b: b.num_rows)
+            | "UsedRows" >> beam.CombineGlobally(sum)
+        )
+        rejected_count = rejected | "RejectedRows" >> beam.combiners.Count.Globally()
+        finalize = _Finalize(
+            self._spec.to_json(),
+            self._staging,
+            self._final_dir,
+            self._manifest,
+            commit=self._final_dir is not None,
+        )
+        return (
+            batches.pipeline
+            | "FinalizeTrigger" >> beam.Create([None])
+            | "Finalize"
+            >> beam.ParDo(
+                finalize,
+                stats=beam.pvalue.AsList(stats),
+                used_rows=beam.pvalue.AsSingleton(used),
+                rejected_rows=beam.pvalue.AsSingleton(rejected_count),
+                transformed_rows=beam.pvalue.AsSingleton(analyzed["transformed_rows"]),
+                written=beam.pvalue.AsList(rejected_files),
+                **done,
+            )
+        )

@@ -1,0 +1,599 @@
+"""Readers: raw files (CSV, Parquet, TFRecord of tf.Example, JSON lines) to
+Arrow RecordBatches in the layout TFT's TensorAdapter expects, with every
+unusable row sent to a rejected output together with its reason.
+
+Each raw column becomes a ``large_list<T>`` column: one value for a present
+cell, an empty list for a missing one (the missing-value policy then fills it
+inside the TF graph, where serving applies the same rule). Rows are never
+dropped silently: a row is either in a batch or in the rejected output, and
+per-file statistics let the caller check ``read == used + rejected``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from typing import Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.io.filesystems import FileSystems
+
+from transforms.spec import Column, FeatureSpec
+
+__all__ = [
+    "FORMATS",
+    "InputError",
+    "ReadRawData",
+    "ReadResult",
+    "RejectedRow",
+    "SOURCE_COLUMN",
+    "ROW_COLUMN",
+    "arrow_schema_for",
+    "infer_format",
+    "match_files",
+    "read_file",
+]
+
+_LOG = logging.getLogger(__name__)
+
+FORMATS = ("csv", "parquet", "tfrecord", "jsonl")
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".tfrecord": "tfrecord",
+    ".tfrecords": "tfrecord",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".ndjson": "jsonl",
+}
+# Position columns added when a caller asks for them (predict joins on these).
+SOURCE_COLUMN = "__source__"
+ROW_COLUMN = "__row__"
+
+_ARROW_VALUE_TYPES = {"float": pa.float32(), "int": pa.int64(), "string": pa.large_binary()}
+
+
+class InputError(ValueError):
+    """Input files cannot be read at all (missing, wrong format, missing column)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RejectedRow:
+    """An input row that could not be used.
+
+    Attributes:
+      source: the file it came from.
+      row: its 1-based data row number in that file (for CSV, line = row + 1).
+      column: the offending column, or None when the whole row is unreadable.
+      value: the raw value as text (truncated), or None.
+      reason: what was wrong, in words.
+    """
+
+    source: str
+    row: int
+    column: Optional[str]
+    value: Optional[str]
+    reason: str
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+def arrow_schema_for(spec: FeatureSpec, include_position: bool = False) -> pa.Schema:
+    """The Arrow schema of the batches `ReadRawData` produces for `spec`."""
+    fields = [pa.field(c.name, pa.large_list(_ARROW_VALUE_TYPES[c.type])) for c in spec.columns]
+    if include_position:
+        fields += [
+            pa.field(SOURCE_COLUMN, pa.large_list(pa.large_binary())),
+            pa.field(ROW_COLUMN, pa.large_list(pa.int64())),
+        ]
+    return pa.schema(fields)
+
+
+def infer_format(path: str) -> str:
+    """Guesses the format from a file name (ignoring a trailing .gz).
+
+    Raises:
+      InputError: if the extension is not one we know.
+    """
+    name = path[:-3] if path.endswith(".gz") else path
+    ext = os.path.splitext(name)[1].lower()
+    if ext not in _EXTENSIONS:
+        raise InputError(
+            f"Cannot tell the format of {path!r} from its extension {ext!r}. "
+            f"Pass --format with one of {list(FORMATS)}."
+        )
+    return _EXTENSIONS[ext]
+
+
+def match_files(patterns: str | Sequence[str]) -> List[str]:
+    """Expands comma-separated glob patterns to a sorted list of files.
+
+    Raises:
+      InputError: if a pattern matches nothing.
+    """
+    if isinstance(patterns, str):
+        patterns = [p for p in patterns.split(",") if p.strip()]
+    files: List[str] = []
+    for pattern in patterns:
+        pattern = pattern.strip()
+        try:
+            matched = FileSystems.match([pattern])[0].metadata_list
+        except Exception:  # Beam raises different types per filesystem.
+            matched = []
+        paths = sorted(m.path for m in matched if not m.path.endswith("/"))
+        if not paths:
+            raise InputError(
+                f"No input files match {pattern!r}. Check the path and the glob "
+                "(quote it so your shell does not expand it)."
+            )
+        files.extend(paths)
+    return sorted(set(files))
+
+
+# ---------------------------------------------------------------------------
+# Raw chunks: every format first becomes (table of spec columns as strings or
+# native types, 1-based row numbers, rejected rows found while parsing).
+
+_RawChunk = Tuple[pa.Table, np.ndarray, List[RejectedRow]]
+
+
+def _require_columns(path: str, available: Iterable[str], wanted: Sequence[str]) -> None:
+    available = list(available)
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        raise InputError(
+            f"{path}: column(s) {missing} required by the feature spec are not in the "
+            f"file (it has {available[:50]}). Fix the header or the spec."
+        )
+
+
+def _csv_chunks(path: str, columns: Sequence[str], batch_size: int) -> Iterator[_RawChunk]:
+    import pyarrow.csv as pacsv
+
+    bad: List[RejectedRow] = []
+
+    def on_invalid(row) -> str:
+        data_row = (row.number - 1) if row.number is not None else -1
+        bad.append(
+            RejectedRow(
+                path,
+                data_row,
+                None,
+                (row.text or "")[:200],
+                f"row has {row.actual_columns} fields, the header has {row.expected_columns}",
+            )
+        )
+        return "skip"
+
+    with FileSystems.open(path, compression_type=_compression(path)) as f:
+        header_line = f.readline().decode("utf-8", errors="replace")
+    header = next(iter(pacsv.read_csv(
+        pa.py_buffer(header_line.encode()),
+        read_options=pacsv.ReadOptions(autogenerate_column_names=True),
+    ).to_pylist()), {})
+    _require_columns(path, list(header.values()), columns)
+
+    stream = FileSystems.open(path, compression_type=_compression(path))
+    reader = pacsv.open_csv(
+        stream,
+        read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 22),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in columns},
+            include_columns=list(columns),
+            strings_can_be_null=False,
+        ),
+    )
+    seen_valid = 0
+    invalid_rows: List[int] = []
+    try:
+        for batch in reader:
+            new_bad, bad[:] = list(bad), []
+            invalid_rows.extend(r.row for r in new_bad)
+            invalid_rows.sort()
+            rows = _rows_skipping(seen_valid, batch.num_rows, invalid_rows)
+            seen_valid += batch.num_rows
+            table = pa.Table.from_batches([batch])
+            for start in range(0, max(table.num_rows, 1), batch_size):
+                part = table.slice(start, batch_size)
+                yield part, rows[start : start + batch_size], new_bad if start == 0 else []
+        if bad:
+            yield pa.table({c: pa.array([], pa.string()) for c in columns}), np.array([], np.int64), list(bad)
+    finally:
+        stream.close()
+
+
+def _rows_skipping(first_valid: int, count: int, invalid_sorted: Sequence[int]) -> np.ndarray:
+    """1-based data row numbers of valid rows, given the invalid rows' numbers."""
+    valid_idx = np.arange(first_valid, first_valid + count, dtype=np.int64)
+    rows = valid_idx + 1
+    invalid = np.asarray(invalid_sorted, dtype=np.int64)
+    if invalid.size == 0:
+        return rows
+    while True:
+        adjusted = valid_idx + 1 + np.searchsorted(invalid, rows, side="right")
+        if np.array_equal(adjusted, rows):
+            return rows
+        rows = adjusted
+
+
+def _parquet_chunks(path: str, columns: Sequence[str], batch_size: int) -> Iterator[_RawChunk]:
+    import pyarrow.parquet as pq
+
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        pf = pq.ParquetFile(f)
+        _require_columns(path, pf.schema_arrow.names, columns)
+        start = 1
+        for batch in pf.iter_batches(batch_size=batch_size, columns=list(columns)):
+            yield pa.Table.from_batches([batch]), np.arange(start, start + batch.num_rows), []
+            start += batch.num_rows
+
+
+def _jsonl_chunks(path: str, columns: Sequence[str], batch_size: int) -> Iterator[_RawChunk]:
+    def flush(records, rows, bad):
+        table = pa.table({c: pa.array([r.get(c) for r in records], pa.string()) for c in columns})
+        return table, np.asarray(rows, dtype=np.int64), bad
+
+    records, rows, bad = [], [], []
+    with FileSystems.open(path, compression_type=_compression(path)) as f:
+        for number, line in enumerate(f, start=1):
+            text = line.decode("utf-8", errors="replace").strip()
+            if not text:
+                bad.append(RejectedRow(path, number, None, None, "empty line"))
+                continue
+            try:
+                obj = json.loads(text)
+            except ValueError as e:
+                bad.append(RejectedRow(path, number, None, text[:200], f"not valid JSON: {e}"))
+                continue
+            if not isinstance(obj, dict):
+                bad.append(RejectedRow(path, number, None, text[:200], "a JSON line must be an object"))
+                continue
+            record, problem = {}, None
+            for c in columns:
+                v = obj.get(c)
+                if isinstance(v, (dict, list)):
+                    problem = RejectedRow(path, number, c, json.dumps(v)[:200], "nested values are not supported")
+                    break
+                record[c] = None if v is None else (str(v).lower() if isinstance(v, bool) else str(v))
+            if problem:
+                bad.append(problem)
+                continue
+            records.append(record)
+            rows.append(number)
+            if len(records) >= batch_size:
+                yield flush(records, rows, bad)
+                records, rows, bad = [], [], []
+    if records or bad:
+        yield flush(records, rows, bad)
+
+
+def _tfrecord_chunks(path: str, columns: Sequence[str], batch_size: int) -> Iterator[_RawChunk]:
+    import tensorflow as tf  # Imported here: the other formats do not need TF.
+
+    compression = "GZIP" if path.endswith(".gz") else ""
+    records, rows, bad = [], [], []
+    number = 0
+    dataset = tf.data.TFRecordDataset(path, compression_type=compression)
+    iterator = iter(dataset)
+    while True:
+        try:
+            raw = next(iterator)
+        except StopIteration:
+            break
+        except tf.errors.DataLossError as e:
+            bad.append(RejectedRow(path, number + 1, None, None, f"corrupt TFRecord, rest of file unreadable: {e.message}"))
+            break
+        number += 1
+        try:
+            example = tf.train.Example.FromString(raw.numpy())
+        except Exception:  # protobuf raises DecodeError; keep the row, say why.
+            bad.append(RejectedRow(path, number, None, None, "record is not a tf.train.Example"))
+            continue
+        record, problem = {}, None
+        for c in columns:
+            feature = example.features.feature.get(c)
+            kind = feature.WhichOneof("kind") if feature is not None else None
+            values = list(getattr(feature, kind).value) if kind else []
+            if len(values) > 1:
+                problem = RejectedRow(path, number, c, str(values[:5]), f"expected one value, got {len(values)}")
+                break
+            if not values:
+                record[c] = None
+            else:
+                v = values[0]
+                record[c] = v.decode("utf-8", errors="replace") if isinstance(v, bytes) else repr(v)
+        if problem:
+            bad.append(problem)
+            continue
+        records.append(record)
+        rows.append(number)
+        if len(records) >= batch_size:
+            yield pa.table({c: pa.array([r[c] for r in records], pa.string()) for c in columns}), np.asarray(rows), bad
+            records, rows, bad = [], [], []
+    if records or bad:
+        yield pa.table({c: pa.array([r[c] for r in records], pa.string()) for c in columns}), np.asarray(rows, dtype=np.int64), bad
+
+
+_CHUNKERS = {
+    "csv": _csv_chunks,
+    "parquet": _parquet_chunks,
+    "jsonl": _jsonl_chunks,
+    "tfrecord": _tfrecord_chunks,
+}
+
+
+def _compression(path: str) -> str:
+    return "gzip" if path.endswith(".gz") else "uncompressed"
+
+
+# ---------------------------------------------------------------------------
+# Validation and conversion of one chunk, column by column, vectorised.
+
+
+def _as_text(arr: pa.Array, i: int) -> Optional[str]:
+    v = arr[i].as_py()
+    return None if v is None else str(v)[:200]
+
+
+def _convert_column(arr: pa.ChunkedArray | pa.Array, column: Column) -> Tuple[pa.Array, np.ndarray, List[Tuple[int, str]]]:
+    """Converts one raw column to the spec type.
+
+    Returns:
+      (values, present, errors): values has the target Arrow type with nulls
+      where missing or bad; present marks usable cells; errors lists
+      (index, reason) for cells that are present but invalid.
+    """
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    target = column.type
+    errors: List[Tuple[int, str]] = []
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        text = pc.utf8_trim_whitespace(arr)
+        empty = pc.equal(pc.utf8_length(text), 0)
+        text = pc.if_else(empty, pa.scalar(None, text.type), text)
+        if target == "string":
+            values = arr.cast(pa.large_binary())  # untrimmed: strings are data
+            values = pc.if_else(empty, pa.scalar(None, pa.large_binary()), values)
+        else:
+            values, errors = _parse_numbers(text, target)
+    else:
+        if target == "string":
+            values = arr.cast(pa.string()).cast(pa.large_binary())
+        elif target == "float":
+            values = arr.cast(pa.float64())
+        else:
+            values, errors = _ints_from_numbers(arr)
+    if target == "float":
+        np_vals = values.to_numpy(zero_copy_only=False)
+        with np.errstate(invalid="ignore"):
+            nan = np.isnan(np_vals)
+            inf = np.isinf(np_vals)
+        for i in np.flatnonzero(inf):
+            errors.append((int(i), "infinite value; clean or drop it upstream"))
+        values = pa.array(np.where(nan | inf, np.nan, np_vals), pa.float64(), mask=nan | inf | ~values.is_valid().to_numpy(zero_copy_only=False))
+    present = values.is_valid().to_numpy(zero_copy_only=False).copy()
+    for i, _ in errors:
+        present[i] = False
+    return values, present, errors
+
+
+def _parse_numbers(text: pa.Array, target: str) -> Tuple[pa.Array, List[Tuple[int, str]]]:
+    arrow_type = pa.float64() if target == "float" else pa.int64()
+    try:
+        return text.cast(arrow_type), []
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    # Slow path, only for chunks holding a bad value: find which cells.
+    out, errors = [], []
+    for i, v in enumerate(text.to_pylist()):
+        if v is None:
+            out.append(None)
+            continue
+        try:
+            if target == "float":
+                out.append(float(v))
+            else:
+                f = float(v)
+                if not f.is_integer():
+                    raise ValueError
+                out.append(int(f))
+        except (ValueError, OverflowError):
+            out.append(None)
+            errors.append((i, f"not a valid {target}"))
+    return pa.array(out, arrow_type), errors
+
+
+def _ints_from_numbers(arr: pa.Array) -> Tuple[pa.Array, List[Tuple[int, str]]]:
+    if pa.types.is_integer(arr.type):
+        return arr.cast(pa.int64()), []
+    floats = arr.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    valid = arr.is_valid().to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        bad = valid & ~(np.isfinite(floats) & (np.floor(floats) == floats))
+    errors = [(int(i), "not a valid int") for i in np.flatnonzero(bad)]
+    ints = np.where(valid & ~bad, floats, 0).astype(np.int64)
+    return pa.array(ints, pa.int64(), mask=~valid | bad), errors
+
+
+def _to_large_list(values: pa.Array, present: np.ndarray, keep: np.ndarray, value_type: pa.DataType) -> pa.Array:
+    kept_present = present[keep]
+    offsets = np.zeros(kept_present.size + 1, dtype=np.int64)
+    np.cumsum(kept_present, out=offsets[1:])
+    flat = values.filter(pa.array(present & keep)).cast(value_type)
+    return pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), flat)
+
+
+def _chunk_to_batch(
+    path: str,
+    table: pa.Table,
+    rows: np.ndarray,
+    spec: FeatureSpec,
+    include_position: bool,
+) -> Tuple[Optional[pa.RecordBatch], List[RejectedRow]]:
+    n = table.num_rows
+    keep = np.ones(n, dtype=bool)
+    rejected: List[RejectedRow] = []
+    converted = {}
+    for column in spec.columns:
+        raw = table.column(column.name)
+        values, present, errors = _convert_column(raw, column)
+        reasons = {i: r for i, r in errors}
+        if column.missing.policy == "reject":
+            missing = ~present
+            for i in np.flatnonzero(missing & keep):
+                reasons.setdefault(int(i), "missing value and the spec says reject")
+        if any(t.type == "log1p" for t in column.transforms):
+            np_vals = values.to_numpy(zero_copy_only=False)
+            with np.errstate(invalid="ignore"):
+                low = present & (np_vals <= -1)
+            for i in np.flatnonzero(low):
+                reasons.setdefault(int(i), "log1p needs values greater than -1")
+        for i in sorted(reasons):
+            if keep[i]:
+                keep[i] = False
+                rejected.append(
+                    RejectedRow(path, int(rows[i]), column.name, _as_text(raw.combine_chunks() if isinstance(raw, pa.ChunkedArray) else raw, i), reasons[i])
+                )
+        converted[column.name] = (values, present)
+    if not keep.any():
+        return None, rejected
+    arrays = [
+        _to_large_list(values, present, keep, _ARROW_VALUE_TYPES[c.type])
+        for c, (values, present) in ((c, converted[c.name]) for c in spec.columns)
+    ]
+    if include_position:
+        kept = int(keep.sum())
+        one = np.arange(kept + 1, dtype=np.int64)
+        arrays.append(pa.LargeListArray.from_arrays(pa.array(one), pa.array([path.encode()] * kept, pa.large_binary())))
+        arrays.append(pa.LargeListArray.from_arrays(pa.array(one), pa.array(rows[keep].astype(np.int64))))
+    return pa.RecordBatch.from_arrays(arrays, schema=arrow_schema_for(spec, include_position)), rejected
+
+
+def read_file(
+    path: str,
+    spec: FeatureSpec,
+    file_format: Optional[str] = None,
+    batch_size: int = 10_000,
+    include_position: bool = False,
+) -> Iterator[Tuple[str, object]]:
+    """Reads one file, yielding ("batch", RecordBatch), ("rejected", RejectedRow)
+    and finally ("stats", {"source", "read", "used", "rejected"}).
+
+    An empty file yields only its stats (all zero).
+
+    Raises:
+      InputError: the file lacks a spec column or cannot be parsed at all.
+    """
+    fmt = file_format or infer_format(path)
+    columns = spec.column_names
+    read = used = rejected = 0
+    try:
+        for table, rows, bad in _CHUNKERS[fmt](path, columns, batch_size):
+            for r in bad:
+                yield "rejected", r
+            batch, more_bad = _chunk_to_batch(path, table, rows, spec, include_position) if table.num_rows else (None, [])
+            for r in more_bad:
+                yield "rejected", r
+            read += table.num_rows + len(bad)
+            rejected += len(bad) + len(more_bad)
+            if batch is not None:
+                used += batch.num_rows
+                yield "batch", batch
+    except InputError:
+        raise
+    except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as e:
+        raise InputError(f"{path}: cannot be read as {fmt}: {e}. Check --format and the file.") from None
+    yield "stats", {"source": path, "read": read, "used": used, "rejected": rejected}
+
+
+class _ReadFileDoFn(beam.DoFn):
+    def __init__(self, spec_json: str, file_format: Optional[str], batch_size: int, include_position: bool):
+        self._spec_json = spec_json
+        self._format = file_format
+        self._batch_size = batch_size
+        self._include_position = include_position
+        self._spec = None
+        self._rows_read = beam.metrics.Metrics.counter("featurebridge", "rows_read")
+        self._rows_rejected = beam.metrics.Metrics.counter("featurebridge", "rows_rejected")
+
+    def setup(self):
+        self._spec = FeatureSpec.from_text(self._spec_json)
+
+    def process(self, path: str):
+        _LOG.info("Reading %s", path)
+        for kind, value in read_file(path, self._spec, self._format, self._batch_size, self._include_position):
+            if kind == "batch":
+                yield value
+            elif kind == "rejected":
+                self._rows_rejected.inc()
+                yield beam.pvalue.TaggedOutput("rejected", value.to_json())
+            else:
+                self._rows_read.inc(value["read"])
+                yield beam.pvalue.TaggedOutput("stats", value)
+
+
+class ReadResult(NamedTuple):
+    """The outputs of `ReadRawData`.
+
+    Attributes:
+      batches: PCollection of pa.RecordBatch in `arrow_schema_for(spec)`.
+      rejected: PCollection of JSON lines, one per `RejectedRow`.
+      stats: PCollection of per-file dicts {source, read, used, rejected}.
+    """
+
+    batches: beam.PCollection
+    rejected: beam.PCollection
+    stats: beam.PCollection
+
+
+class ReadRawData(beam.PTransform):
+    """Reads raw files into Arrow RecordBatches plus rejected rows.
+
+    Files are matched on the launcher, so a pattern that matches nothing fails
+    before the pipeline starts. Each file is read by one worker; split large
+    inputs into several files to read them in parallel.
+    """
+
+    def __init__(
+        self,
+        file_pattern: str | Sequence[str],
+        spec: FeatureSpec,
+        file_format: Optional[str] = None,
+        batch_size: int = 10_000,
+        include_position: bool = False,
+    ):
+        super().__init__()
+        if file_format is not None and file_format not in FORMATS:
+            raise InputError(f"--format {file_format!r} is not supported; use one of {list(FORMATS)}.")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive; got {batch_size}.")
+        self.files = match_files(file_pattern)
+        if file_format is None:
+            formats = {infer_format(p) for p in self.files}
+            if len(formats) > 1:
+                raise InputError(f"Input files mix formats {sorted(formats)}; pass --format or split the input.")
+        self._spec = spec
+        self._format = file_format
+        self._batch_size = batch_size
+        self._include_position = include_position
+
+    def expand(self, pbegin) -> ReadResult:
+        results = (
+            pbegin
+            | "ListFiles" >> beam.Create(self.files)
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadFiles"
+            >> beam.ParDo(
+                _ReadFileDoFn(self._spec.to_json(), self._format, self._batch_size, self._include_position)
+            ).with_outputs("rejected", "stats", main="batches")
+        )
+        return ReadResult(results.batches, results.rejected, results.stats)
