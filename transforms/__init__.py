@@ -1,0 +1,51 @@
+"""featurebridge's library: feature spec, Arrow readers with rejected rows,
+the TFT preprocessing_fn builder, Beam PTransforms, constants and provenance.
+
+Names are re-exported lazily (PEP 562) so that ``import transforms.spec`` does
+not pay for importing TensorFlow.
+"""
+
+import importlib
+
+_EXPORTS = {
+    # spec
+    "FeatureSpec": "transforms.spec",
+    "SpecError": "transforms.spec",
+    "load_spec": "transforms.spec",
+    # io
+    "InputError": "transforms.io",
+    "ReadRawData": "transforms.io",
+    "ReadResult": "transforms.io",
+    "RejectedRow": "transforms.io",
+    "arrow_schema_for": "transforms.io",
+    "read_file": "transforms.io",
+    # preprocessing
+    "build_preprocessing_fn": "transforms.preprocessing",
+    "load_preprocessing_fn": "transforms.preprocessing",
+    "raw_feature_spec": "transforms.preprocessing",
+    # analyze
+    "AnalyzeAndTransform": "transforms.analyze",
+    "AnalyzeToDirectory": "transforms.analyze",
+    "CountMismatchError": "transforms.analyze",
+    "EmptyDataError": "transforms.analyze",
+    "tensor_adapter_config": "transforms.analyze",
+    # constants, outputs
+    "compute_constants": "transforms.constants",
+    "OutputExistsError": "transforms.outputs",
+    "StagedOutput": "transforms.outputs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'transforms' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
