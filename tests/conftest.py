@@ -9,3 +9,17 @@ _VENV_BIN = os.path.dirname(sys.executable)
 if not os.environ.get("PATH", "").startswith(_VENV_BIN):
     os.environ["PATH"] = _VENV_BIN + os.pathsep + os.environ.get("PATH", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def portable_cluster(tmp_path_factory):
+    """A Beam job server + external SDK worker pool (separate processes) for the
+    PortableRunner, shared by the session. Yields tests/portable_cluster.PortableCluster;
+    use ``cluster.pipeline_flags()`` as the runner flags."""
+    from portable_cluster import portable_cluster as start_cluster
+
+    with start_cluster(str(tmp_path_factory.mktemp("portable_cluster"))) as cluster:
+        yield cluster

@@ -1,0 +1,258 @@
+"""A one-machine "cluster" for the PortableRunner: Beam's Python job server and
+an external SDK worker pool, each a separate process.
+
+This is the shape of Flink or Spark with Beam worker-pool sidecars: the
+launcher submits the portable pipeline to a job service over gRPC, and the
+runner asks the worker pool (EXTERNAL environment) to start SDK harnesses.
+
+    from tests.portable_cluster import portable_cluster
+
+    with portable_cluster() as cluster:
+        run(["--input", ..., *cluster.pipeline_flags()])
+        cluster.kill_worker_pool()   # simulate a dying worker
+
+Both processes bind 127.0.0.1/localhost ports chosen free at start, run with
+this interpreter's bin directory first on PATH (the worker pool starts each
+SDK harness as plain ``python``), log to files under ``log_dir``, and are
+killed with their whole process group on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional
+
+__all__ = [
+    "ClusterStartError",
+    "PortableCluster",
+    "free_port",
+    "portable_cluster",
+    "wait_for_port",
+]
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOST = "localhost"
+START_TIMEOUT_S = 60.0
+
+
+class ClusterStartError(RuntimeError):
+    """The job server or worker pool did not start listening in time."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free right now (another process may take it later)."""
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, name: str, log_path: str, timeout: float) -> None:
+    """Blocks until ``port`` accepts connections; raises if ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ClusterStartError(
+                f"{name} exited with code {proc.returncode} before listening on port {port}. "
+                f"Log tail:\n{_tail(log_path)}"
+            )
+        if _accepts(port):
+            return
+        time.sleep(0.1)
+    raise ClusterStartError(
+        f"{name} did not listen on port {port} within {timeout:.0f} s. Log tail:\n{_tail(log_path)}"
+    )
+
+
+def _tail(path: str, chars: int = 3000) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()[-chars:]
+    except OSError:
+        return "(no log)"
+
+
+def _kill_group(proc: Optional[subprocess.Popen], grace: float = 5.0) -> None:
+    """SIGTERM then SIGKILL the process group that ``proc`` leads (it and its workers)."""
+    if proc is None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+            # The leader is gone; make sure its children (SDK harnesses) are too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def worker_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """Environment for the services: this venv first on PATH, the repo importable."""
+    env = dict(os.environ)
+    bin_dir = os.path.dirname(sys.executable)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.pop("PYTEST_CURRENT_TEST", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+@dataclass
+class PortableCluster:
+    """Handles on a running job server and worker pool.
+
+    Attributes:
+      job_port, worker_port: the ports they listen on (localhost).
+      staging_dir: where the job server stages each job's artifacts.
+      log_dir: job_server.log and worker_pool.log.
+    """
+
+    job_port: int
+    worker_port: int
+    staging_dir: str
+    log_dir: str
+    job_server: Optional[subprocess.Popen] = field(default=None, repr=False)
+    worker_pool: Optional[subprocess.Popen] = field(default=None, repr=False)
+
+    @property
+    def job_endpoint(self) -> str:
+        return f"{HOST}:{self.job_port}"
+
+    @property
+    def worker_pool_endpoint(self) -> str:
+        return f"{HOST}:{self.worker_port}"
+
+    def pipeline_flags(self) -> List[str]:
+        """PipelineOptions flags that send a pipeline to this cluster."""
+        return [
+            "--runner=PortableRunner",
+            f"--job_endpoint={self.job_endpoint}",
+            "--environment_type=EXTERNAL",
+            f"--environment_config={self.worker_pool_endpoint}",
+            # Local job service: the launcher's SDK is the workers' SDK; stage nothing extra.
+            "--sdk_location=container",
+        ]
+
+    def log(self, which: str = "worker_pool") -> str:
+        """The tail of ``job_server`` or ``worker_pool`` log."""
+        return _tail(os.path.join(self.log_dir, f"{which}.log"))
+
+    def alive(self) -> bool:
+        return all(p is not None and p.poll() is None for p in (self.job_server, self.worker_pool))
+
+    def kill_worker_pool(self) -> None:
+        """Kills the worker pool and every SDK harness it started (SIGKILL, no grace)."""
+        if self.worker_pool is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.worker_pool.pid, signal.SIGKILL)
+            self.worker_pool.wait(timeout=10)
+
+    def stop(self) -> None:
+        _kill_group(self.worker_pool)
+        _kill_group(self.job_server)
+
+
+def _start(args: List[str], log_path: str, env: Dict[str, str]) -> subprocess.Popen:
+    log = open(log_path, "ab")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO_ROOT,
+            start_new_session=True,  # own process group: killpg reaches the SDK harnesses too
+        )
+    finally:
+        log.close()
+
+
+@contextlib.contextmanager
+def portable_cluster(
+    base_dir: Optional[str] = None,
+    timeout: float = START_TIMEOUT_S,
+    env: Optional[Dict[str, str]] = None,
+) -> Iterator[PortableCluster]:
+    """Starts a job server and an external worker pool; stops both on exit.
+
+    Args:
+      base_dir: where to put staging/ and logs/; a temp dir (removed on exit) if None.
+      timeout: seconds to wait for each service to accept connections.
+      env: extra environment variables for both services.
+
+    Yields:
+      A PortableCluster.
+
+    Raises:
+      ClusterStartError: a service exited early or did not listen in time; the
+        message carries its log tail.
+    """
+    own_dir = base_dir is None
+    base = tempfile.mkdtemp(prefix="fb_portable_") if own_dir else base_dir
+    staging = os.path.join(base, "staging")
+    logs = os.path.join(base, "logs")
+    os.makedirs(staging, exist_ok=True)
+    os.makedirs(logs, exist_ok=True)
+    service_env = worker_env(env)
+    cluster = None
+    try:
+        for attempt in range(3):  # a port picked free may be taken before we bind it
+            cluster = PortableCluster(free_port(), free_port(), staging, logs)
+            try:
+                cluster.worker_pool = _start(
+                    ["apache_beam.runners.worker.worker_pool_main", f"--service_port={cluster.worker_port}"],
+                    os.path.join(logs, "worker_pool.log"),
+                    service_env,
+                )
+                cluster.job_server = _start(
+                    [
+                        "apache_beam.runners.portability.local_job_service_main",
+                        f"--port={cluster.job_port}",
+                        f"--staging_dir={staging}",
+                    ],
+                    os.path.join(logs, "job_server.log"),
+                    service_env,
+                )
+                wait_for_port(
+                    cluster.worker_port, cluster.worker_pool, "worker pool",
+                    os.path.join(logs, "worker_pool.log"), timeout,
+                )
+                wait_for_port(
+                    cluster.job_port, cluster.job_server, "job server",
+                    os.path.join(logs, "job_server.log"), timeout,
+                )
+                break
+            except ClusterStartError:
+                cluster.stop()
+                if attempt == 2:
+                    raise
+        yield cluster
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        if own_dir:
+            shutil.rmtree(base, ignore_errors=True)
