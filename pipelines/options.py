@@ -8,19 +8,56 @@ the user's own flags, so flags given on the command line win.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from typing import Dict, List, Optional, Sequence
 
 import yaml
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import _BeamArgumentParser  # Beam's own option parser
 
 __all__ = [
     "AnalyzeOptions",
+    "RUNNER_ONLY_OPTIONS",
     "RunnerConfigError",
     "expand_runner_config",
     "known_option_names",
     "load_runner_config",
 ]
+
+
+# Options the Java job servers read (e.g. Flink's FlinkPipelineOptions) that the
+# Python SDK does not define. Python passes them through to the runner in
+# PipelineOptions.to_runner_api(), so a runner config may set them for that runner.
+# Names from Beam's generated table of Flink pipeline options (Python spelling).
+RUNNER_ONLY_OPTIONS: Dict[str, frozenset] = {
+    "FlinkRunner": frozenset(
+        {
+            "allow_non_restored_state",
+            "auto_watermark_interval",
+            "checkpoint_timeout_millis",
+            "checkpointing_interval",
+            "checkpointing_mode",
+            "execution_mode_for_batch",
+            "execution_retry_delay",
+            "externalized_checkpoints_enabled",
+            "fail_on_checkpointing_errors",
+            "finish_bundle_before_checkpointing",
+            "flink_conf_dir",
+            "max_bundle_size",
+            "max_bundle_time_mills",
+            "min_pause_between_checkpoints",
+            "num_concurrent_checkpoints",
+            "number_of_execution_retries",
+            "object_reuse",
+            "retain_externalized_checkpoints_on_cancellation",
+            "savepoint_path",
+            "shutdown_sources_after_idle_ms",
+            "state_backend",
+            "state_backend_storage_path",
+        }
+    ),
+}
 
 
 class RunnerConfigError(ValueError):
@@ -63,14 +100,59 @@ def load_runner_config(path: str) -> Dict[str, object]:
     options = data.get("options") or {}
     if not isinstance(options, dict):
         raise RunnerConfigError(f"{path}: key 'options' must be a mapping of option names to values.")
+    if runner not in StandardOptions.KNOWN_RUNNER_NAMES and "." not in runner:
+        raise RunnerConfigError(
+            f"{path}: key 'runner' is {runner!r}, which Beam does not know; use one of "
+            f"{', '.join(StandardOptions.KNOWN_RUNNER_NAMES)}."
+        )
     known = known_option_names()
+    runner_only = RUNNER_ONLY_OPTIONS.get(runner, frozenset())
     for key in options:
+        if key in runner_only:
+            continue
         if key not in known:
-            raise RunnerConfigError(
-                f"{path}: key 'options.{key}' is not a Beam pipeline option. Check the spelling "
-                "(option names use underscores, e.g. job_endpoint)."
+            other = [r for r, names in RUNNER_ONLY_OPTIONS.items() if key in names]
+            hint = (
+                f" It is a {other[0]} option; set runner: {other[0]}."
+                if other
+                else " Check the spelling (option names use underscores, e.g. job_endpoint)."
             )
+            raise RunnerConfigError(f"{path}: key 'options.{key}' is not a Beam pipeline option.{hint}")
+    _check_values(path, _to_flags({k: v for k, v in options.items() if k not in runner_only}))
     return {"runner": runner, **options}
+
+
+class _RaisingParser(_BeamArgumentParser):
+    def error(self, message):  # argparse would print usage and exit(2)
+        raise RunnerConfigError(message)
+
+
+def _check_values(path: str, flags: List[str]) -> None:
+    """Parses the flags as Beam would, so a bad value (e.g. a flink_version Beam
+    does not support) fails here, naming the file, not later with SystemExit."""
+    parser = _RaisingParser(allow_abbrev=False)
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)  # pylint: disable=protected-access
+    try:
+        parser.parse_known_args(flags)
+    except RunnerConfigError as e:
+        raise RunnerConfigError(f"{path}: {e}.") from None
+
+
+def _to_flags(options: Dict[str, object]) -> List[str]:
+    flags: List[str] = []
+    for key, value in options.items():
+        if isinstance(value, bool):
+            if value:
+                flags.append(f"--{key}")
+        elif isinstance(value, list):
+            for v in value:
+                flags.append(f"--{key}={v}")
+        elif isinstance(value, dict):
+            flags.append(f"--{key}={json.dumps(value)}")
+        else:
+            flags.append(f"--{key}={value}")
+    return flags
 
 
 def expand_runner_config(argv: Sequence[str]) -> List[str]:
@@ -95,21 +177,7 @@ def expand_runner_config(argv: Sequence[str]) -> List[str]:
         i += 1
     if path is None:
         return rest
-    flags: List[str] = []
-    for key, value in load_runner_config(path).items():
-        if isinstance(value, bool):
-            if value:
-                flags.append(f"--{key}")
-        elif isinstance(value, list):
-            for v in value:
-                flags.append(f"--{key}={v}")
-        elif isinstance(value, dict):
-            import json
-
-            flags.append(f"--{key}={json.dumps(value)}")
-        else:
-            flags.append(f"--{key}={value}")
-    return flags + rest
+    return _to_flags(load_runner_config(path)) + rest
 
 
 class AnalyzeOptions(PipelineOptions):
