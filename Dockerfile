@@ -11,6 +11,8 @@
 # checks it). As a worker-pool sidecar: docker run -p 50000:50000 IMAGE --worker_pool
 ARG BEAM_VERSION=2.77.0
 FROM apache/beam_python3.11_sdk:${BEAM_VERSION}
+# Re-declared: an ARG before FROM is not visible in the build stage.
+ARG BEAM_VERSION
 
 WORKDIR /opt/featurebridge
 # Dependencies first (their layer is cached while only our code changes).
