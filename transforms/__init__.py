@@ -19,6 +19,7 @@ _EXPORTS = {
     "RejectedRow": "transforms.io",
     "arrow_schema_for": "transforms.io",
     "read_file": "transforms.io",
+    "table_to_batch": "transforms.io",
     # preprocessing
     "build_preprocessing_fn": "transforms.preprocessing",
     "load_preprocessing_fn": "transforms.preprocessing",

@@ -38,6 +38,7 @@ __all__ = [
     "infer_format",
     "match_files",
     "read_file",
+    "table_to_batch",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -476,6 +477,35 @@ def _chunk_to_batch(
         arrays.append(pa.LargeListArray.from_arrays(pa.array(one), pa.array([path.encode()] * kept, pa.large_binary())))
         arrays.append(pa.LargeListArray.from_arrays(pa.array(one), pa.array(rows[keep].astype(np.int64))))
     return pa.RecordBatch.from_arrays(arrays, schema=arrow_schema_for(spec, include_position)), rejected
+
+
+def table_to_batch(
+    table: pa.Table,
+    spec: FeatureSpec,
+    source: str = "<rows>",
+    first_row: int = 1,
+    include_position: bool = False,
+) -> Tuple[Optional[pa.RecordBatch], List[RejectedRow]]:
+    """Converts a table of raw columns to one batch, with the readers' rules.
+
+    For callers that already hold rows in memory (the cross-language
+    transforms): each spec column may hold strings (parsed as the files' text
+    is) or native numbers; nulls and empty strings are missing values. Extra
+    columns are ignored. Rows are numbered from `first_row` in `source`.
+
+    Returns:
+      (batch, rejected): batch is in `arrow_schema_for(spec, include_position)`
+      or None when no row is usable (also for an empty table); rejected lists
+      the unusable rows with reasons, exactly as `read_file` would.
+
+    Raises:
+      InputError: a spec column is missing from the table.
+    """
+    _require_columns(source, table.column_names, spec.column_names)
+    if table.num_rows == 0:
+        return None, []
+    rows = np.arange(first_row, first_row + table.num_rows, dtype=np.int64)
+    return _chunk_to_batch(source, table.select(list(spec.column_names)), rows, spec, include_position)
 
 
 def read_file(
