@@ -545,6 +545,9 @@ def read_file(
     yield "stats", {"source": path, "read": read, "used": used, "rejected": rejected}
 
 
+_PROGRESS_EVERY = 500_000
+
+
 class _ReadFileDoFn(beam.DoFn):
     def __init__(self, spec_json: str, file_format: Optional[str], batch_size: int, include_position: bool):
         self._spec_json = spec_json
@@ -560,14 +563,23 @@ class _ReadFileDoFn(beam.DoFn):
 
     def process(self, path: str):
         _LOG.info("Reading %s", path)
+        rows, next_report = 0, _PROGRESS_EVERY
         for kind, value in read_file(path, self._spec, self._format, self._batch_size, self._include_position):
             if kind == "batch":
+                rows += value.num_rows
+                if rows >= next_report:
+                    _LOG.info("%s: %d rows read so far", path, rows)
+                    next_report += _PROGRESS_EVERY
                 yield value
             elif kind == "rejected":
                 self._rows_rejected.inc()
                 yield beam.pvalue.TaggedOutput("rejected", value.to_json())
             else:
                 self._rows_read.inc(value["read"])
+                _LOG.info(
+                    "%s: %d rows read, %d used, %d rejected",
+                    path, value["read"], value["used"], value["rejected"],
+                )
                 yield beam.pvalue.TaggedOutput("stats", value)
 
 
