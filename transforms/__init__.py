@@ -34,6 +34,16 @@ _EXPORTS = {
     "compute_constants": "transforms.constants",
     "OutputExistsError": "transforms.outputs",
     "StagedOutput": "transforms.outputs",
+    # train, export, predict
+    "TrainingError": "transforms.train",
+    "train_model": "transforms.train",
+    "export_serving_model": "transforms.export",
+    "serving_spec": "transforms.export",
+    "ModelDirError": "transforms.predict",
+    "Predict": "transforms.predict",
+    "ServingModelHandler": "transforms.predict",
+    "load_serving_spec": "transforms.predict",
+    "prediction_fields": "transforms.predict",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,277 @@
+"""The serving SavedModel: raw features in, predictions out, with the TFT graph inside.
+
+Signatures (all with TF Serving's predict method name):
+
+- ``serving_default``: ``examples``, serialized tf.Example with RAW features
+  (the label is never needed; a missing feature is filled by the spec's policy).
+- ``serving_raw``: one named dense tensor per raw column (not the label or
+  key), shape [batch]
+  (float32, int64 or string); a missing value is NaN (float) or "" (string).
+- ``transform_features``: ``examples`` -> the transformed features. A sparse
+  feature comes back as ``<name>__values`` and ``<name>__row_lengths``.
+
+Prediction outputs: see `transforms.train.outputs_from_logits`.
+
+The TFT layer is kept as an attribute of the exported module so that its
+vocabulary assets and tables are saved (without it: "Table not initialized"
+at serving). The export needs only TensorFlow to load, never TFT or Keras.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+
+import numpy as np
+import pyarrow as pa
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from transforms.preprocessing import raw_feature_spec
+from transforms.spec import FeatureSpec
+from transforms.train import FeatureInfo, Head, outputs_from_logits
+
+__all__ = [
+    "EXAMPLES_INPUT",
+    "SERVING_INFO_FILE",
+    "SIGNATURE_DEFAULT",
+    "SIGNATURE_RAW",
+    "SIGNATURE_TRANSFORM",
+    "WARMUP_FILE",
+    "batch_to_examples",
+    "export_serving_model",
+    "raw_signature_columns",
+    "rows_to_examples",
+    "serving_columns",
+    "serving_spec",
+    "write_warmup_requests",
+]
+
+_LOG = logging.getLogger(__name__)
+
+SIGNATURE_DEFAULT = "serving_default"
+SIGNATURE_RAW = "serving_raw"
+SIGNATURE_TRANSFORM = "transform_features"
+EXAMPLES_INPUT = "examples"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+# Written beside the SavedModel: the spec and head, for predict and for humans.
+SERVING_INFO_FILE = os.path.join("assets.extra", "featurebridge.json")
+
+_DTYPES = {"float": tf.float32, "int": tf.int64, "string": tf.string}
+
+
+def serving_columns(spec: FeatureSpec) -> List[str]:
+    """The raw columns a serving request may carry: all but the label."""
+    label = spec.label.column if spec.label else None
+    return [c.name for c in spec.columns if c.name != label]
+
+
+def raw_signature_columns(spec: FeatureSpec) -> List[str]:
+    """The inputs of the serving_raw signature: the serving columns but the key."""
+    return [n for n in serving_columns(spec) if n != spec.key]
+
+
+def serving_spec(spec: FeatureSpec) -> FeatureSpec:
+    """`spec` without its label, for reading rows to predict on (they may lack it)."""
+    import dataclasses
+
+    label = spec.label.column if spec.label else None
+    columns = tuple(c for c in spec.columns if c.name != label)
+    return dataclasses.replace(spec, columns=columns, label=None)
+
+
+# ---------------------------------------------------------------------------
+# Raw rows -> tf.Example
+
+
+def _feature(ctype: str, values) -> tf.train.Feature:
+    if ctype == "float":
+        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    if ctype == "int":
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+    return tf.train.Feature(
+        bytes_list=tf.train.BytesList(value=[v if isinstance(v, bytes) else str(v).encode() for v in values])
+    )
+
+
+def rows_to_examples(spec: FeatureSpec, rows: Iterable[Mapping[str, object]]) -> List[bytes]:
+    """Serialized raw tf.Examples from dicts of Python values (None or a
+    missing key = missing value; the label and unknown keys are dropped)."""
+    types = {c.name: c.type for c in spec.columns}
+    keep = serving_columns(spec)
+    out = []
+    for row in rows:
+        feats = {}
+        for name in keep:
+            v = row.get(name)
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                continue
+            feats[name] = _feature(types[name], [v])
+        out.append(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
+    return out
+
+
+def batch_to_examples(spec: FeatureSpec, batch: pa.RecordBatch) -> List[bytes]:
+    """Serialized raw tf.Examples from a RecordBatch in `arrow_schema_for(spec)`
+    layout (an empty list is a missing value; position columns are ignored)."""
+    types = {c.name: c.type for c in spec.columns}
+    columns = {n: batch.column(n).to_pylist() for n in serving_columns(spec) if n in batch.schema.names}
+    out = []
+    for i in range(batch.num_rows):
+        feats = {n: _feature(types[n], vals[i]) for n, vals in columns.items() if vals[i]}
+        out.append(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
+    return out
+
+
+# ---------------------------------------------------------------------------
+# The exported module
+
+
+def _flatten(features: Mapping[str, object]) -> Dict[str, tf.Tensor]:
+    """Signature outputs must be dense tensors: a sparse [batch, n] feature
+    becomes its values and per-row lengths (a ragged layout)."""
+    out = {}
+    for name, x in features.items():
+        if isinstance(x, tf.SparseTensor):
+            ragged = tf.RaggedTensor.from_sparse(x)
+            out[f"{name}__values"] = ragged.flat_values
+            out[f"{name}__row_lengths"] = ragged.row_lengths()
+        elif isinstance(x, tf.RaggedTensor):
+            out[f"{name}__values"] = x.flat_values
+            out[f"{name}__row_lengths"] = x.row_lengths()
+        else:
+            out[name] = x
+    return out
+
+
+def _dense_to_sparse(x: tf.Tensor, ctype: str) -> tf.SparseTensor:
+    """[batch] dense -> [batch, 1] sparse, dropping the missing markers."""
+    if ctype == "float":
+        present = tf.logical_not(tf.math.is_nan(x))
+    elif ctype == "string":
+        present = tf.not_equal(tf.strings.length(tf.strings.strip(x)), 0)
+    else:
+        present = tf.ones_like(x, tf.bool)
+    rows = tf.where(present)[:, 0]
+    indices = tf.stack([rows, tf.zeros_like(rows)], axis=1)
+    return tf.SparseTensor(indices, tf.boolean_mask(x, present), tf.stack([tf.shape(x, out_type=tf.int64)[0], 1]))
+
+
+def export_serving_model(
+    model,
+    head: Head,
+    features: Sequence[FeatureInfo],
+    analyzed_dir: str,
+    spec: FeatureSpec,
+    export_dir: str,
+    warmup_examples: Optional[Sequence[bytes]] = None,
+) -> Dict[str, object]:
+    """Saves the serving SavedModel (see the module docstring) to `export_dir`.
+
+    Args:
+      model: the trained Keras model (transformed features -> logits).
+      head: its label head.
+      features: the model's inputs (only these transformed features feed it).
+      analyzed_dir: the analyze output whose transform_fn the model was trained on.
+      spec: the feature spec of that analyze run.
+      export_dir: where to write; must not exist yet.
+      warmup_examples: serialized raw tf.Examples for the TF Serving warm-up
+        file; None writes one empty example (all features missing).
+
+    Returns:
+      {"signatures": {name: {"inputs": [...], "outputs": [...]}}, "path": export_dir}.
+    """
+    tft_output = tft.TFTransformOutput(analyzed_dir)
+    parse_spec = {k: v for k, v in raw_feature_spec(spec).items() if k in serving_columns(spec)}
+    model_inputs = sorted({f.name for f in features} | {f.weights for f in features if f.weights})
+    types = {c.name: c.type for c in spec.columns}
+
+    module = tf.Module()
+    module.model = model
+    # Tracked here so that the transform graph's assets and tables are saved.
+    module.tft_layer = tft_output.transform_features_layer()
+
+    def transform_raw(raw: Mapping[str, tf.SparseTensor]) -> Dict[str, object]:
+        return module.tft_layer(dict(raw))
+
+    def predict_from_raw(raw) -> Dict[str, tf.Tensor]:
+        transformed = transform_raw(raw)
+        missing = [n for n in model_inputs if n not in transformed]
+        if missing:
+            raise ValueError(f"The transform graph does not produce the model inputs {missing}.")
+        logits = module.model({n: transformed[n] for n in model_inputs}, training=False)
+        return outputs_from_logits(logits, head)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+    def serve_examples(examples):
+        return predict_from_raw(tf.io.parse_example(examples, parse_spec))
+
+    raw_signature = {n: tf.TensorSpec([None], _DTYPES[types[n]], name=n) for n in raw_signature_columns(spec)}
+
+    @tf.function(input_signature=[raw_signature])
+    def serve_raw(raw):
+        return predict_from_raw({n: _dense_to_sparse(raw[n], types[n]) for n in raw})
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+    def transform_features(examples):
+        transformed = transform_raw(tf.io.parse_example(examples, parse_spec))
+        return _flatten(transformed)
+
+    module.serve_examples = serve_examples
+    module.serve_raw = serve_raw
+    module.transform_features = transform_features
+    signatures = {
+        SIGNATURE_DEFAULT: serve_examples.get_concrete_function(),
+        SIGNATURE_RAW: serve_raw.get_concrete_function(),
+        SIGNATURE_TRANSFORM: transform_features.get_concrete_function(),
+    }
+    tf.saved_model.save(module, export_dir, signatures=signatures)
+    os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
+    examples = list(warmup_examples or []) or [tf.train.Example().SerializeToString()]
+    write_warmup_requests(os.path.join(export_dir, WARMUP_FILE), examples)
+    inputs = {
+        SIGNATURE_DEFAULT: [EXAMPLES_INPUT],
+        SIGNATURE_RAW: sorted(raw_signature_columns(spec)),
+        SIGNATURE_TRANSFORM: [EXAMPLES_INPUT],
+    }
+    described = {
+        name: {"inputs": inputs[name], "outputs": sorted(fn.structured_outputs)}
+        for name, fn in signatures.items()
+    }
+    info = {"spec": spec.to_dict(), "head": head.to_dict(), "signatures": described, "model_inputs": model_inputs}
+    with open(os.path.join(export_dir, SERVING_INFO_FILE), "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2, sort_keys=True)
+    _LOG.info("Exported the serving model to %s", export_dir)
+    return {"path": export_dir, "signatures": described}
+
+
+def write_warmup_requests(path: str, examples: Sequence[bytes], model_name: str = "featurebridge") -> int:
+    """Writes TF Serving warm-up requests: one PredictionLog per example batch
+    for serving_default, as a TFRecord file. Returns the number of records.
+
+    Raises:
+      ImportError: tensorflow-serving-api is not installed (says how to install it).
+    """
+    try:
+        from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    except ImportError as e:  # pragma: no cover - it is a pinned dependency
+        raise ImportError(
+            "Writing TF Serving warm-up requests needs tensorflow-serving-api: "
+            "pip install -c constraints.txt tensorflow-serving-api"
+        ) from e
+    batches = [list(examples)]
+    if len(examples) > 1:
+        batches.append(list(examples[:1]))
+    with tf.io.TFRecordWriter(path) as writer:
+        for batch in batches:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=SIGNATURE_DEFAULT)
+            )
+            request.inputs[EXAMPLES_INPUT].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+    return len(batches)
