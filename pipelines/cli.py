@@ -17,6 +17,11 @@ __all__ = ["COMMANDS", "main", "run_command"]
 # command -> (module, help). Modules are imported only when used: TF is slow to import.
 COMMANDS: Dict[str, Tuple[str, str]] = {
     "analyze": ("pipelines.analyze", "TFT analyze pass: raw files + spec -> transform_fn, constants"),
+    "expansion-service": ("expansion_service.__main__", "Beam expansion service for Java/Flink/Spark (cross-language)"),
+    "train": ("pipelines.train", "train on analyzed data; export a raw-feature serving SavedModel"),
+    "predict": ("pipelines.predict", "batch predictions on Beam (RunInference) with a trained model"),
+    "run": ("pipelines.run_job", "the whole job: analyze -> train -> export -> predict on held-out rows"),
+    "demo": ("pipelines.demo", "generate sample data and run the whole job on it (make demo)"),
 }
 
 _USAGE = """usage: featurebridge COMMAND [options]
@@ -118,8 +123,9 @@ def _print_help(command: str, module) -> int:
 
     print(f"usage: featurebridge {command} [options] [any Beam pipeline option]\n")
     print((module.__doc__ or "").strip() + "\n")
-    for cls in PipelineOptions.__subclasses__():
-        if cls.__module__ == "pipelines.options" or cls.__module__ == module.__name__:
+    own = getattr(module, "OPTIONS", None)  # a job may name its options class
+    for cls in [own] if own is not None else PipelineOptions.__subclasses__():
+        if own is not None or cls.__module__ == "pipelines.options" or cls.__module__ == module.__name__:
             import argparse
 
             parser = argparse.ArgumentParser(prog=f"featurebridge {command}", add_help=False)
