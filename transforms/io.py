@@ -238,97 +238,97 @@ def _parquet_chunks(path: str, columns: Sequence[str], batch_size: int) -> Itera
             start += batch.num_rows
 
 
-def _jsonl_chunks(path: str, columns: Sequence[str], batch_size: int) -> Iterator[_RawChunk]:
-    def flush(records, rows, bad):
-        table = pa.table({c: pa.array([r.get(c) for r in records], pa.string()) for c in columns})
+def _record_chunks(
+    records: Iterator[Tuple[int, object]], columns: Sequence[str], batch_size: int
+) -> Iterator[_RawChunk]:
+    """Batches a stream of (row number, {column: text or None} | RejectedRow)."""
+
+    def flush(good, rows, bad):
+        table = pa.table({c: pa.array([r.get(c) for r in good], pa.string()) for c in columns})
         return table, np.asarray(rows, dtype=np.int64), bad
 
-    records, rows, bad = [], [], []
+    good, rows, bad = [], [], []
+    for number, record in records:
+        if isinstance(record, RejectedRow):
+            bad.append(record)
+            continue
+        good.append(record)
+        rows.append(number)
+        if len(good) >= batch_size:
+            yield flush(good, rows, bad)
+            good, rows, bad = [], [], []
+    if good or bad:
+        yield flush(good, rows, bad)
+
+
+def _jsonl_records(path: str, columns: Sequence[str]) -> Iterator[Tuple[int, object]]:
     with FileSystems.open(path, compression_type=_compression(path)) as f:
         for number, line in enumerate(f, start=1):
             text = line.decode("utf-8", errors="replace").strip()
             if not text:
-                bad.append(RejectedRow(path, number, None, None, "empty line"))
+                yield number, RejectedRow(path, number, None, None, "empty line")
                 continue
             try:
                 obj = json.loads(text)
             except ValueError as e:
-                bad.append(RejectedRow(path, number, None, text[:200], f"not valid JSON: {e}"))
+                yield number, RejectedRow(path, number, None, text[:200], f"not valid JSON: {e}")
                 continue
             if not isinstance(obj, dict):
-                bad.append(RejectedRow(path, number, None, text[:200], "a JSON line must be an object"))
+                yield number, RejectedRow(path, number, None, text[:200], "a JSON line must be an object")
                 continue
-            record, problem = {}, None
+            record: dict = {}
             for c in columns:
                 v = obj.get(c)
                 if isinstance(v, (dict, list)):
-                    problem = RejectedRow(path, number, c, json.dumps(v)[:200], "nested values are not supported")
+                    record = RejectedRow(path, number, c, json.dumps(v)[:200], "nested values are not supported")
                     break
                 record[c] = None if v is None else (str(v).lower() if isinstance(v, bool) else str(v))
-            if problem:
-                bad.append(problem)
-                continue
-            records.append(record)
-            rows.append(number)
-            if len(records) >= batch_size:
-                yield flush(records, rows, bad)
-                records, rows, bad = [], [], []
-    if records or bad:
-        yield flush(records, rows, bad)
+            yield number, record
 
 
-def _tfrecord_chunks(path: str, columns: Sequence[str], batch_size: int) -> Iterator[_RawChunk]:
+def _tfrecord_records(path: str, columns: Sequence[str]) -> Iterator[Tuple[int, object]]:
     import tensorflow as tf  # Imported here: the other formats do not need TF.
 
-    compression = "GZIP" if path.endswith(".gz") else ""
-    records, rows, bad = [], [], []
-    number = 0
-    dataset = tf.data.TFRecordDataset(path, compression_type=compression)
+    dataset = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz") else "")
     iterator = iter(dataset)
+    number = 0
     while True:
         try:
             raw = next(iterator)
         except StopIteration:
-            break
+            return
         except tf.errors.DataLossError as e:
-            bad.append(RejectedRow(path, number + 1, None, None, f"corrupt TFRecord, rest of file unreadable: {e.message}"))
-            break
+            yield number + 1, RejectedRow(
+                path, number + 1, None, None, f"corrupt TFRecord, rest of file unreadable: {e.message}"
+            )
+            return
         number += 1
         try:
             example = tf.train.Example.FromString(raw.numpy())
         except Exception:  # protobuf raises DecodeError; keep the row, say why.
-            bad.append(RejectedRow(path, number, None, None, "record is not a tf.train.Example"))
+            yield number, RejectedRow(path, number, None, None, "record is not a tf.train.Example")
             continue
-        record, problem = {}, None
+        record: dict = {}
         for c in columns:
             feature = example.features.feature.get(c)
             kind = feature.WhichOneof("kind") if feature is not None else None
             values = list(getattr(feature, kind).value) if kind else []
             if len(values) > 1:
-                problem = RejectedRow(path, number, c, str(values[:5]), f"expected one value, got {len(values)}")
+                record = RejectedRow(path, number, c, str(values[:5]), f"expected one value, got {len(values)}")
                 break
             if not values:
                 record[c] = None
             else:
                 v = values[0]
                 record[c] = v.decode("utf-8", errors="replace") if isinstance(v, bytes) else repr(v)
-        if problem:
-            bad.append(problem)
-            continue
-        records.append(record)
-        rows.append(number)
-        if len(records) >= batch_size:
-            yield pa.table({c: pa.array([r[c] for r in records], pa.string()) for c in columns}), np.asarray(rows), bad
-            records, rows, bad = [], [], []
-    if records or bad:
-        yield pa.table({c: pa.array([r[c] for r in records], pa.string()) for c in columns}), np.asarray(rows, dtype=np.int64), bad
+        yield number, record
 
 
 _CHUNKERS = {
     "csv": _csv_chunks,
     "parquet": _parquet_chunks,
-    "jsonl": _jsonl_chunks,
-    "tfrecord": _tfrecord_chunks,
+    "jsonl": lambda path, columns, size: _record_chunks(_jsonl_records(path, columns), columns, size),
+    "tfrecord": lambda path, columns, size: _record_chunks(_tfrecord_records(path, columns), columns, size),
 }
 
 
