@@ -18,6 +18,9 @@ from apache_beam.options.pipeline_options import _BeamArgumentParser  # Beam's o
 
 __all__ = [
     "AnalyzeOptions",
+    "PredictOptions",
+    "RunArgs",
+    "TrainArgs",
     "RUNNER_ONLY_OPTIONS",
     "RunnerConfigError",
     "expand_runner_config",
@@ -217,3 +220,122 @@ class AnalyzeOptions(PipelineOptions):
         if self.batch_size is not None and self.batch_size < 1:
             problems.append(f"--batch_size must be positive; got {self.batch_size}")
         return problems
+
+
+# ---------------------------------------------------------------------------
+# train, predict, run, demo. Every PipelineOptions subclass shares one parser,
+# so flags another job already defines (--input, --output, --overwrite,
+# --format, --batch_size) are reused, never declared twice.
+
+
+def _add_once(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
+    if flag not in getattr(parser, "_option_string_actions", {}):
+        parser.add_argument(flag, **kwargs)
+
+
+class TrainArgs:
+    """Options of `featurebridge train`. Training runs no Beam pipeline, so
+    these are plain argparse options, not PipelineOptions (whose flags all
+    share one namespace: train's --batch_size means rows per gradient step)."""
+
+    MODEL_TYPES = ("linear", "dnn", "wide_and_deep")
+
+    @classmethod
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--analyzed", help="An analyze output directory (`featurebridge analyze --output`).")
+        parser.add_argument("--output", help="Model directory to write (serving/, metrics.json, manifest.json).")
+        parser.add_argument("--model", default="wide_and_deep", choices=cls.MODEL_TYPES, help="Model type.")
+        parser.add_argument("--epochs", type=int, default=5, help="Training epochs.")
+        parser.add_argument("--batch_size", type=int, default=256, help="Rows per training step.")
+        parser.add_argument("--learning_rate", type=float, default=0.01, help="Adam learning rate.")
+        parser.add_argument("--eval_percent", type=int, default=20, help="Percent of rows held out for evaluation.")
+        parser.add_argument("--seed", type=int, default=0, help="Seeds weights and shuffling.")
+        parser.add_argument("--overwrite", action="store_true", default=False, help="Replace an existing --output.")
+
+    @classmethod
+    def parse(cls, argv: Sequence[str]) -> argparse.Namespace:
+        """Parses argv; raises ValueError (not SystemExit) naming what is wrong."""
+        parser = _RaisingParser(prog="featurebridge train", add_help=False)
+        cls._add_argparse_args(parser)
+        args, unknown = parser.parse_known_args(list(argv))
+        problems = [f"unknown option(s) {unknown}"] if unknown else []
+        for name in ("analyzed", "output"):
+            if not getattr(args, name):
+                problems.append(f"--{name} is required")
+        if args.epochs < 1 or args.batch_size < 1:
+            problems.append(f"--epochs and --batch_size must be positive; got {args.epochs} and {args.batch_size}")
+        if not 1 <= args.eval_percent <= 50:
+            problems.append(f"--eval_percent must be between 1 and 50; got {args.eval_percent}")
+        if problems:
+            raise RunnerConfigError("; ".join(problems) + ". See `featurebridge train --help`.")
+        return args
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise RunnerConfigError(f"{message}. See `{self.prog} --help`.")
+
+
+class PredictOptions(PipelineOptions):
+    """Options of `featurebridge predict`."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        _add_once(
+            parser, "--model", dest="model_dir",
+            help="The model: `featurebridge train --output` (or its serving/ directory).",
+        )
+        _add_once(parser, "--input", help="Input file glob(s), comma separated.")
+        _add_once(parser, "--output", help="Output directory.")
+        _add_once(
+            parser, "--format", dest="input_format", choices=["csv", "parquet", "tfrecord", "jsonl"], default=None,
+            help="Input format; inferred from the file extension when omitted.",
+        )
+        _add_once(parser, "--overwrite", action="store_true", default=False, help="Replace an existing --output.")
+        _add_once(parser, "--batch_size", type=int, default=10_000, help="Rows per Arrow RecordBatch.")
+        _add_once(parser, "--max_inference_batch", type=int, default=1024, help="Most rows per model call.")
+
+    def validate_predict(self) -> List[str]:
+        """Returns a list of problems with these options (empty if fine)."""
+        problems = [
+            f"--{flag} is required"
+            for flag, name in (("model", "model_dir"), ("input", "input"), ("output", "output"))
+            if not getattr(self, name)
+        ]
+        if self.max_inference_batch is not None and self.max_inference_batch < 1:
+            problems.append(f"--max_inference_batch must be positive; got {self.max_inference_batch}")
+        return problems
+
+
+class RunArgs:
+    """Options of `featurebridge run` (analyze -> train -> export -> predict).
+    Flags it does not know are Beam pipeline options, passed to analyze and predict."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--input", help="Input file glob(s), comma separated.")
+        parser.add_argument("--spec", help="Feature spec file (YAML or JSON).")
+        parser.add_argument("--output", help="Output directory (analyzed/, model/, predictions/, summary.json).")
+        parser.add_argument(
+            "--holdout", default=None,
+            help="Glob of rows to predict on and keep out of training. Default: the last input "
+            "file when the input has several, else none (predictions on the training input).",
+        )
+        parser.add_argument("--format", dest="input_format", default=None, choices=["csv", "parquet", "tfrecord", "jsonl"])
+        parser.add_argument("--model", default="wide_and_deep", choices=TrainArgs.MODEL_TYPES, help="Model type.")
+        parser.add_argument("--epochs", type=int, default=5, help="Training epochs.")
+        parser.add_argument("--train_batch_size", type=int, default=256, help="Rows per training step.")
+        parser.add_argument("--overwrite", action="store_true", default=False, help="Replace existing outputs.")
+
+    @classmethod
+    def parse(cls, argv: Sequence[str]):
+        """Returns (args, beam_flags); raises RunnerConfigError naming what is wrong."""
+        parser = _RaisingParser(prog="featurebridge run", add_help=False)
+        cls._add_argparse_args(parser)
+        args, rest = parser.parse_known_args(list(argv))
+        problems = [f"--{n} is required" for n in ("input", "spec", "output") if not getattr(args, n)]
+        if args.epochs < 1 or args.train_batch_size < 1:
+            problems.append("--epochs and --train_batch_size must be positive")
+        if problems:
+            raise RunnerConfigError("; ".join(problems) + ". See `featurebridge run --help`.")
+        return args, rest
