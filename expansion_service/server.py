@@ -434,13 +434,19 @@ def make_environment(kind: str, config: Optional[str], artifacts: Sequence[objec
 # The servicers.
 
 
-def _safe_error(request_id: str, error: BaseException) -> str:
-    from transforms.outputs import OutputExistsError
-    from transforms.spec import SpecError
+# Errors whose messages are written for callers (they name the field and what is allowed).
+_CALLER_ERRORS = ("RefusedError", "RegistryError", "SpecError", "OutputExistsError", "ModelDirError")
+_CALLER_PREFIXES = ("AnalyzeAndTransformRows:", "TransformRows:", "PredictRows:")
 
-    if isinstance(error, (RefusedError, SpecError, OutputExistsError)) or type(error).__name__ == "RegistryError":
-        return f"featurebridge expansion service refused the request (request id {request_id}): {error}"
-    if isinstance(error, ValueError) and str(error).startswith(("AnalyzeAndTransformRows:", "TransformRows:", "PredictRows:")):
+
+def _is_caller_error(error: BaseException) -> bool:
+    if type(error).__name__ in _CALLER_ERRORS:
+        return True
+    return isinstance(error, ValueError) and str(error).startswith(_CALLER_PREFIXES)
+
+
+def _safe_error(request_id: str, error: BaseException) -> str:
+    if _is_caller_error(error):
         return f"featurebridge expansion service refused the request (request id {request_id}): {error}"
     return (
         f"featurebridge expansion service could not expand the transform (request id {request_id}): "
@@ -464,7 +470,7 @@ class ExpansionServicer:
         try:
             response = self._expand(request, rid)
         except Exception as e:  # Every failure becomes a safe message.
-            if isinstance(e, RefusedError) or type(e).__name__ in ("RegistryError", "SpecError", "OutputExistsError"):
+            if _is_caller_error(e):
                 _LOG.warning("[%s] Expand refused: %s", rid, e)
             else:
                 _LOG.exception("[%s] Expand failed", rid)

@@ -30,6 +30,10 @@ _EXPORTS = {
     "CountMismatchError": "transforms.analyze",
     "EmptyDataError": "transforms.analyze",
     "tensor_adapter_config": "transforms.analyze",
+    # cross-language (Row-based)
+    "AnalyzeAndTransformRows": "transforms.xlang",
+    "PredictRows": "transforms.xlang",
+    "TransformRows": "transforms.xlang",
     # constants, outputs
     "compute_constants": "transforms.constants",
     "OutputExistsError": "transforms.outputs",

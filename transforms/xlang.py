@@ -189,10 +189,11 @@ class _RowsToBatches(beam.DoFn):
     the analyze pass can reconcile read == used + rejected per source.
     """
 
-    def __init__(self, spec_json: str, columns: Sequence[str], batch_size: int):
+    def __init__(self, spec_json: str, columns: Sequence[str], batch_size: int, include_position: bool = False):
         self._spec_json = spec_json
         self._columns = list(columns)
         self._batch_size = batch_size
+        self._include_position = include_position
 
     def setup(self):
         full = FeatureSpec.from_text(self._spec_json)
@@ -224,7 +225,7 @@ class _RowsToBatches(beam.DoFn):
             return
         table = pa.table({c: _column_array([getattr(r, c, None) for r in rows]) for c in self._columns})
         source = f"rows:{uuid.uuid4().hex[:12]}"
-        batch, rejected = fb_io.table_to_batch(table, self._spec, source=source)
+        batch, rejected = fb_io.table_to_batch(table, self._spec, source=source, include_position=self._include_position)
         for r in rejected:
             yield beam.pvalue.TaggedOutput("rejected", r)
         if batch is not None:
@@ -239,9 +240,9 @@ def _rejected_to_row(r: fb_io.RejectedRow):
     return beam.Row(source=r.source, row=int(r.row), column=r.column, value=r.value, reason=r.reason)
 
 
-def _rows_to_batches(rows, spec: FeatureSpec, columns: Sequence[str], batch_size: int):
+def _rows_to_batches(rows, spec: FeatureSpec, columns: Sequence[str], batch_size: int, include_position=False):
     return rows | "RowsToBatches" >> beam.ParDo(
-        _RowsToBatches(spec.to_json(), columns, batch_size)
+        _RowsToBatches(spec.to_json(), columns, batch_size, include_position)
     ).with_outputs("rejected", "stats", main="batches")
 
 
@@ -509,12 +510,76 @@ class TransformRows(beam.PTransform):
         return {"output": transformed, "rejected": rejected}
 
 
+_PREDICTION_TYPES = {"string": Optional[str], "int": int, "float": float, "float_list": Sequence[float]}
+# Beam Row field names cannot start with "_": the position columns are renamed.
+_POSITION_FIELDS = {fb_io.SOURCE_COLUMN: "input_source", fb_io.ROW_COLUMN: "input_row"}
+
+
+def _prediction_row(fields: Sequence[str]):
+    def convert(d: Dict[str, object]):
+        return beam.Row(**{_POSITION_FIELDS.get(f, f): d[f] for f in fields})
+
+    return convert
+
+
 class PredictRows(beam.PTransform):
-    """Placeholder; replaced below once the serving model format is known."""
+    """Raw Rows -> Rows with the serving model's predictions (`transforms.predict.Predict`).
+
+    Input: Rows with one field per raw column of the model's spec (the label is
+    not needed; extra fields are ignored). Null or empty values are missing and
+    are filled inside the model by the spec's policies.
+    Outputs: ``{"output": Rows (key column if any, input_source, input_row,
+    then the model outputs: probability and class_id for binary,
+    probabilities and class_id for multiclass, prediction for regression);
+    "rejected": Rows (source, row, column, value, reason)}``. ``input_source``
+    and ``input_row`` name the batch and row a prediction came from, as in
+    the rejected output.
+
+    Args:
+      model_dir: an absolute path to a `featurebridge train` output (or its serving/).
+      batch_size: rows per Arrow batch.
+
+    Raises:
+      SpecError: `model_dir` is not an absolute path.
+      ModelDirError: `model_dir` holds no featurebridge serving model.
+    """
+
+    def __init__(self, model_dir: str, batch_size: int = DEFAULT_BATCH_SIZE):
+        super().__init__()
+        from transforms.predict import load_serving_spec, prediction_fields
+
+        self._dir = _local_dir(model_dir, "model_dir")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise SpecError(f"batch_size: expected a positive integer; got {batch_size!r}.")
+        self._batch_size = batch_size
+        self._spec = load_serving_spec(self._dir)
+        self._fields = prediction_fields(self._dir)
+        typed = []
+        for name, kind in self._fields:
+            if name == self._spec.key:
+                typed.append((name, Optional[_RAW_PY_TYPES[kind]]))
+            else:
+                typed.append((_POSITION_FIELDS.get(name, name), _PREDICTION_TYPES[kind]))
+        self.output_type = RowTypeConstraint.from_fields(typed)
+
+    def expand(self, rows):
+        from transforms.predict import Predict
+
+        columns = self._spec.column_names
+        _check_input_fields(rows, columns, "PredictRows")
+        parsed = _rows_to_batches(rows, self._spec, columns, self._batch_size, include_position=True)
+        predictions = (
+            parsed.batches
+            | "Predict" >> Predict(self._dir)
+            | "ToRows" >> beam.Map(_prediction_row([f for f, _ in self._fields])).with_output_types(self.output_type)
+        )
+        rejected = parsed.rejected | "RejectedRows" >> beam.Map(_rejected_to_row).with_output_types(REJECTED_ROW_TYPE)
+        return {"output": predictions, "rejected": rejected}
 
 
 # Fully-qualified names a Java PythonExternalTransform may construct.
 XLANG_CLASSES = {
     "transforms.xlang.AnalyzeAndTransformRows": AnalyzeAndTransformRows,
     "transforms.xlang.TransformRows": TransformRows,
+    "transforms.xlang.PredictRows": PredictRows,
 }
