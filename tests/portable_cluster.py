@@ -88,6 +88,28 @@ def _tail(path: str, chars: int = 3000) -> str:
         return "(no log)"
 
 
+def _remote_ports(pid: int) -> set:
+    """Remote TCP ports of pid's established connections (Linux /proc)."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    except OSError:
+        return set()
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/{table}") as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                if cols[3] == "01" and cols[9] in inodes:  # 01 = ESTABLISHED
+                    ports.add(int(cols[2].rsplit(":", 1)[1], 16))
+    return ports
+
+
 def _kill_group(proc: Optional[subprocess.Popen], grace: float = 5.0) -> None:
     """SIGTERM then SIGKILL the process group that ``proc`` leads (it and its workers)."""
     if proc is None:
@@ -162,6 +184,45 @@ class PortableCluster:
 
     def alive(self) -> bool:
         return all(p is not None and p.poll() is None for p in (self.job_server, self.worker_pool))
+
+    def control_port(self) -> Optional[int]:
+        """The control port of the job server's latest job, from its log (None before a job)."""
+        marker = "starting control server on port "
+        text = self.log("job_server")
+        if marker not in text:
+            return None
+        return int(text.rsplit(marker, 1)[1].split()[0])
+
+    def harness_pids(self) -> List[int]:
+        """Pids of the SDK harness processes the worker pool started (Linux /proc)."""
+        if self.worker_pool is None:
+            return []
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                if os.getpgid(int(entry)) != self.worker_pool.pid or int(entry) == self.worker_pool.pid:
+                    continue
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if b"SdkHarness" in f.read():
+                        pids.append(int(entry))
+            except (OSError, ValueError):
+                continue
+        return pids
+
+    def wait_for_harness_connected(self, timeout: float) -> bool:
+        """Waits until an SDK harness holds an open connection to the job's control
+        port, i.e. it is running the job. Returns False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            port = self.control_port()
+            if port is not None:
+                for pid in self.harness_pids():
+                    if port in _remote_ports(pid):
+                        return True
+            time.sleep(0.2)
+        return False
 
     def kill_worker_pool(self) -> None:
         """Kills the worker pool and every SDK harness it started (SIGKILL, no grace)."""
