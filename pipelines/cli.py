@@ -82,7 +82,7 @@ def _pipeline_error_message(error: BaseException) -> Optional[str]:
 def run_command(command: str, argv: Optional[Sequence[str]]) -> int:
     _configure_logging()
     module = importlib.import_module(COMMANDS[command][0])
-    argv = list(argv if argv is not None else [])
+    argv = list(sys.argv[1:] if argv is None else argv)
     if "--help" in argv or "-h" in argv:
         return _print_help(command, module)
     try:
