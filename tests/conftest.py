@@ -19,7 +19,7 @@ def portable_cluster(tmp_path_factory):
     """A Beam job server + external SDK worker pool (separate processes) for the
     PortableRunner, shared by the session. Yields tests/portable_cluster.PortableCluster;
     use ``cluster.pipeline_flags()`` as the runner flags."""
-    from portable_cluster import portable_cluster as start_cluster
+    from tests.portable_cluster import portable_cluster as start_cluster
 
     with start_cluster(str(tmp_path_factory.mktemp("portable_cluster"))) as cluster:
         yield cluster
