@@ -483,9 +483,11 @@ class ExpansionServicer:
         from apache_beam.runners import pipeline_context
         from apache_beam.transforms import external
 
+        # Components first (nothing of the caller's is decoded before it is
+        # checked), then the payload, whose constructor validates the config.
+        pruned = prune_request(request)
         entry, transform = build_transform(request.transform)
         _LOG.info("[%s] Expand %s (%s) namespace=%s", rid, entry.identifier, request.transform.spec.urn, request.namespace)
-        pruned = prune_request(request)
         dropped = dict(request.output_coder_requests)
         if dropped:
             _LOG.info("[%s] ignoring output coder requests %s: outputs are Rows", rid, dropped)
@@ -599,6 +601,23 @@ class _RequestInterceptor(grpc.ServerInterceptor):
 
     def __init__(self, token: Optional[str]):
         self._token = token
+        self._lock = threading.Condition()
+        self._in_flight = 0
+        self.draining = False
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Blocks until no non-health RPC is in flight, or `timeout` passes."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._in_flight == 0, timeout)
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self._lock.notify_all()
 
     def _authorized(self, details) -> bool:
         if not self._token or details.method.startswith(_HEALTH_PREFIX):
@@ -617,11 +636,14 @@ class _RequestInterceptor(grpc.ServerInterceptor):
             return None
         method = details.method
         authorized = self._authorized(details)
+        counted = not method.startswith(_HEALTH_PREFIX)
 
         def begin(context) -> str:
             rid = uuid.uuid4().hex[:12]
             _request_id.set(rid)
             _LOG.info("[%s] %s from %s", rid, method, context.peer())
+            if self.draining and counted:
+                context.abort(grpc.StatusCode.UNAVAILABLE, f"request id {rid}: the service is shutting down; retry on another instance.")
             if not authorized:
                 _LOG.warning("[%s] refused: missing or wrong token", rid)
                 context.abort(
@@ -637,9 +659,13 @@ class _RequestInterceptor(grpc.ServerInterceptor):
             def unary(request, context):
                 rid = begin(context)
                 start = time.monotonic()
+                if counted:
+                    self._enter()
                 try:
                     return inner(request, context)
                 finally:
+                    if counted:
+                        self._leave()
                     _LOG.info("[%s] %s done in %.2f s", rid, method, time.monotonic() - start)
 
             return grpc.unary_unary_rpc_method_handler(
@@ -651,9 +677,13 @@ class _RequestInterceptor(grpc.ServerInterceptor):
             def stream(request, context):
                 rid = begin(context)
                 start = time.monotonic()
+                if counted:
+                    self._enter()
                 try:
                     yield from inner_stream(request, context)
                 finally:
+                    if counted:
+                        self._leave()
                     _LOG.info("[%s] %s done in %.2f s", rid, method, time.monotonic() - start)
 
             return grpc.unary_stream_rpc_method_handler(
@@ -756,6 +786,7 @@ class ExpansionServer:
 
         c = self.config
         started = time.monotonic()
+        self._interceptor = _RequestInterceptor(c.token)
         self._stage()
         environment = make_environment(c.environment, c.environment_config, self.store.artifacts())
         options = [
@@ -765,7 +796,7 @@ class ExpansionServer:
         ]
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=c.max_concurrent_rpcs, thread_name_prefix="expansion"),
-            interceptors=[_RequestInterceptor(c.token)],
+            interceptors=[self._interceptor],
             options=options,
             maximum_concurrent_rpcs=c.max_concurrent_rpcs,
         )
@@ -802,7 +833,12 @@ class ExpansionServer:
         _LOG.info("Draining: no new requests; in-flight requests have %.0f s to finish", grace)
         if self._health is not None:
             self._health.enter_graceful_shutdown()
-        return self._server.stop(grace)
+        # gRPC's own stop(grace) can cut a response that is being sent when
+        # the last handler returns; drain ourselves, then give writes a moment.
+        self._interceptor.draining = True
+        if not self._interceptor.wait_idle(grace):
+            _LOG.warning("Grace period over with requests still running; cancelling them")
+        return self._server.stop(2.0)
 
     def wait(self) -> None:
         self._server.wait_for_termination()

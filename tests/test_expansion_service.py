@@ -1,0 +1,637 @@
+"""The expansion service as a separate process, called with Beam's own client
+classes and raw gRPC: discovery, the expansion response (row coders,
+environment, staged artifacts), and every refusal, each followed by a health
+check that shows the server is still serving."""
+
+
+import contextlib
+import hashlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import typing
+from typing import Dict, Iterator, List, Optional
+
+import grpc
+import pytest
+
+import apache_beam as beam
+from apache_beam.portability.api import (
+    beam_artifact_api_pb2,
+    beam_artifact_api_pb2_grpc,
+    beam_expansion_api_pb2,
+    beam_expansion_api_pb2_grpc,
+    beam_runner_api_pb2,
+    external_transforms_pb2,
+    schema_pb2,
+)
+from apache_beam.transforms.external import (
+    ExternalTransform,
+    ImplicitSchemaPayloadBuilder,
+    SchemaAwareExternalTransform,
+)
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.portable_cluster import REPO_ROOT, worker_env
+
+pytestmark = pytest.mark.slow
+
+ANALYZE_ID = "beam:schematransform:org.featurebridge:analyze_and_transform:v1"
+TRANSFORM_ID = "beam:schematransform:org.featurebridge:transform:v1"
+PREDICT_ID = "beam:schematransform:org.featurebridge:predict:v1"
+FQN_URN = "beam:transforms:python:fully_qualified_named"
+PICKLED_URN = "beam:transform:pickled_python:v1"
+SCHEMA_TRANSFORM_URN = "beam:expansion:payload:schematransform:v1"
+
+SPEC = """
+key: id
+label: {column: y, kind: binary}
+columns:
+  - {name: id, type: string}
+  - {name: x, type: float, missing: mean, transforms: [zscore, {type: bucketize, num_buckets: 3}]}
+  - {name: c, type: string, missing: {constant: none}, transforms: [vocabulary]}
+  - {name: y, type: int}
+"""
+
+
+class Raw(typing.NamedTuple):
+    id: Optional[str]
+    x: Optional[float]
+    c: Optional[str]
+    y: Optional[int]
+
+
+beam.coders.registry.register_coder(Raw, beam.coders.RowCoder)
+
+
+# ---------------------------------------------------------------------------
+# Starting the server (shared with test_expansion_portable).
+
+
+class Server(typing.NamedTuple):
+    address: str
+    proc: subprocess.Popen
+    log_path: str
+
+    def log(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+
+@contextlib.contextmanager
+def start_server(tmp_dir: str, *args: str, env: Optional[Dict[str, str]] = None, name: str = "server") -> Iterator[Server]:
+    """Runs ``python -m expansion_service`` on a free loopback port until the block ends."""
+    port_file = os.path.join(tmp_dir, f"{name}.port")
+    log_path = os.path.join(tmp_dir, f"{name}.log")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "expansion_service", "--port", "0", "--port_file", port_file, *args],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=worker_env(env), cwd=REPO_ROOT, start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not os.path.exists(port_file):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                with open(log_path) as f:
+                    raise RuntimeError(f"expansion service did not start:\n{f.read()[-3000:]}")
+            time.sleep(0.1)
+        with open(port_file) as f:
+            port = int(f.read())
+        yield Server(f"localhost:{port}", proc, log_path)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def channel(address: str, token: Optional[str] = None) -> grpc.Channel:
+    ch = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 256 << 20),
+                                                 ("grpc.max_send_message_length", 256 << 20)])
+    if token:
+        class _Token(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+            def intercept_unary_unary(self, continuation, details, request):
+                return continuation(_Details(details, list(details.metadata or []) + [("authorization", f"Bearer {token}")]), request)
+
+            def intercept_unary_stream(self, continuation, details, request):
+                return continuation(_Details(details, list(details.metadata or []) + [("authorization", f"Bearer {token}")]), request)
+
+        ch = grpc.intercept_channel(ch, _Token())
+    return ch
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, d, metadata):
+        self.method, self.timeout, self.metadata = d.method, d.timeout, metadata
+        self.credentials = d.credentials
+        self.wait_for_ready = getattr(d, "wait_for_ready", None)
+        self.compression = getattr(d, "compression", None)
+
+
+def health_status(address: str, token: Optional[str] = None) -> int:
+    with channel(address, token) as ch:
+        return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status
+
+
+def expansion_request(transform_spec: beam_runner_api_pb2.FunctionSpec, input_type=Raw, extra_coders=None,
+                      input_coder_id: Optional[str] = None) -> beam_expansion_api_pb2.ExpansionRequest:
+    """An ExpansionRequest shaped like Beam's clients build it: one input
+    PCollection of Rows produced by an Impulse, under namespace 'test'."""
+    from apache_beam.runners import pipeline_context
+    from apache_beam.transforms.window import GlobalWindows
+    from apache_beam.transforms.core import Windowing
+
+    context = pipeline_context.PipelineContext()
+    coder_id = input_coder_id or context.coders.get_id(beam.coders.registry.get_coder(input_type))
+    ws_id = context.windowing_strategies.get_id(Windowing(GlobalWindows()))
+    components = context.to_runner_api()
+    components.pcollections["in"].CopyFrom(beam_runner_api_pb2.PCollection(
+        unique_name="in", coder_id=coder_id, windowing_strategy_id=ws_id,
+        is_bounded=beam_runner_api_pb2.IsBounded.BOUNDED))
+    components.transforms["impulse_in"].CopyFrom(beam_runner_api_pb2.PTransform(
+        unique_name="impulse_in", spec=beam_runner_api_pb2.FunctionSpec(urn="beam:transform:impulse:v1"),
+        outputs={"out": "in"}))
+    for cid, coder in (extra_coders or {}).items():
+        components.coders[cid].CopyFrom(coder)
+    return beam_expansion_api_pb2.ExpansionRequest(
+        components=components, namespace="test",
+        transform=beam_runner_api_pb2.PTransform(unique_name="xlang", spec=transform_spec, inputs={"input": "in"}))
+
+
+def schema_transform_spec(identifier: str, **config) -> beam_runner_api_pb2.FunctionSpec:
+    from apache_beam.typehints.schemas import named_fields_to_schema
+
+    schema = named_fields_to_schema([(k, type(v)) for k, v in config.items()])
+    row = beam.coders.RowCoder(schema).encode(beam.Row(**config))
+    payload = external_transforms_pb2.SchemaTransformPayload(
+        identifier=identifier, configuration_schema=schema, configuration_row=row)
+    return beam_runner_api_pb2.FunctionSpec(urn=SCHEMA_TRANSFORM_URN, payload=payload.SerializeToString())
+
+
+def expand(address: str, request, token: Optional[str] = None, timeout: float = 120):
+    with channel(address, token) as ch:
+        return beam_expansion_api_pb2_grpc.ExpansionServiceStub(ch).Expand(request, timeout=timeout)
+
+
+def assert_safe(message: str) -> None:
+    """Caller-facing errors: no traceback, no server file paths."""
+    assert message
+    assert "Traceback" not in message
+    assert REPO_ROOT not in message and "site-packages" not in message and ".py\"" not in message
+
+
+# ---------------------------------------------------------------------------
+# The shared server for this module.
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = str(tmp_path_factory.mktemp("expansion"))
+    with start_server(tmp, "--environment", "external", "--environment_config", "localhost:50123") as s:
+        yield s
+
+
+@pytest.fixture(autouse=True)
+def still_healthy(request):
+    """After every test, the shared server is alive and SERVING."""
+    yield
+    if "server" in request.fixturenames:
+        s = request.getfixturevalue("server")
+        assert s.proc.poll() is None, s.log()[-3000:]
+        assert health_status(s.address) == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.fixture(scope="module")
+def marker_dir(tmp_path_factory):
+    """Where a refused payload would have created a file, had it been run."""
+    return str(tmp_path_factory.mktemp("markers"))
+
+
+# ---------------------------------------------------------------------------
+# Discovery and a successful expansion.
+
+
+def test_discovery_lists_the_offered_schema_transforms(server):
+    configs = {c.identifier: c for c in SchemaAwareExternalTransform.discover(server.address)}
+    assert set(configs) == {ANALYZE_ID, TRANSFORM_ID, PREDICT_ID}
+    fields = {i: list(typing.get_type_hints(c.configuration_schema).items()) for i, c in configs.items()}
+    assert fields[ANALYZE_ID] == [("spec", str), ("output_dir", str)]
+    assert fields[TRANSFORM_ID] == [("analyzed_dir", str)]
+    assert fields[PREDICT_ID] == [("model_dir", str)]
+    for c in configs.values():
+        assert c.inputs == ["input"] and c.outputs == ["output", "rejected"]
+        assert "featurebridge" in c.description
+
+
+@pytest.fixture(scope="module")
+def analyze_request(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("resp") / "never_written")
+    return expansion_request(schema_transform_spec(ANALYZE_ID, spec=SPEC, output_dir=out))
+
+
+@pytest.fixture(scope="module")
+def analyze_response(server, analyze_request):
+    return expand(server.address, analyze_request)
+
+
+def test_expansion_outputs_use_the_row_coder(analyze_request, analyze_response):
+    resp = analyze_response
+    assert resp.error == ""
+    assert set(resp.transform.outputs) == {"output", "rejected"}
+    assert dict(resp.transform.inputs) == {"input": "in"}
+    for tag, pid in resp.transform.outputs.items():
+        coder = resp.components.coders[resp.components.pcollections[pid].coder_id]
+        assert coder.spec.urn == "beam:coder:row:v1", tag
+        schema = schema_pb2.Schema.FromString(coder.spec.payload)
+        names = [f.name for f in schema.fields]
+        if tag == "output":
+            assert names == ["id", "x_zscore", "x_bucketize", "c_vocabulary", "y"]
+        else:
+            assert names == ["source", "row", "column", "value", "reason"]
+        assert not any(f.type.WhichOneof("type_info") == "logical_type" for f in schema.fields)
+    # Every new component id is in the caller's namespace (Beam clients require it).
+    for kind in ("coders", "transforms", "pcollections", "environments", "windowing_strategies"):
+        for cid in getattr(resp.components, kind):
+            assert cid.startswith("test") or cid in getattr(analyze_request.components, kind), (kind, cid)
+
+
+def test_expansion_carries_the_configured_environment_with_staged_artifacts(server, analyze_response):
+    resp = analyze_response
+    env_ids = {t.environment_id for t in resp.components.transforms.values() if t.environment_id}
+    assert env_ids
+    for env_id in env_ids:
+        env = resp.components.environments[env_id]
+        assert env.urn == "beam:env:external:v1"
+        assert beam_runner_api_pb2.ExternalPayload.FromString(env.payload).endpoint.url == "localhost:50123"
+        staged = {}
+        for dep in env.dependencies:
+            assert dep.type_urn == "beam:artifact:type:file:v1"
+            assert dep.role_urn == "beam:artifact:role:staging_to:v1"
+            payload = beam_runner_api_pb2.ArtifactFilePayload.FromString(dep.type_payload)
+            name = beam_runner_api_pb2.ArtifactStagingToRolePayload.FromString(dep.role_payload).staged_name
+            assert payload.path == "featurebridge-artifact:" + payload.sha256  # an opaque id, not a path
+            staged[name] = (dep, payload.sha256)
+        assert set(staged) == {"featurebridge-0.1.0.tar.gz", "extra_packages.txt"}
+    # The artifacts are served by id and are what they claim to be.
+    with channel(server.address) as ch:
+        stub = beam_artifact_api_pb2_grpc.ArtifactRetrievalServiceStub(ch)
+        resolved = stub.ResolveArtifacts(beam_artifact_api_pb2.ResolveArtifactsRequest(
+            artifacts=[d for d, _ in staged.values()]), timeout=10)
+        assert len(resolved.replacements) == 2
+        blobs = {}
+        for name, (dep, sha) in staged.items():
+            data = b"".join(r.data for r in stub.GetArtifact(beam_artifact_api_pb2.GetArtifactRequest(artifact=dep), timeout=30))
+            assert hashlib.sha256(data).hexdigest() == sha
+            blobs[name] = data
+    assert blobs["extra_packages.txt"].decode().split() == ["featurebridge-0.1.0.tar.gz"]
+    with tarfile.open(fileobj=io.BytesIO(blobs["featurebridge-0.1.0.tar.gz"]), mode="r:gz") as tar:
+        names = tar.getnames()
+    assert "featurebridge-0.1.0/transforms/xlang.py" in names
+    assert "featurebridge-0.1.0/expansion_service/server.py" in names
+
+
+def test_request_ids_are_logged(server, analyze_response):
+    log = server.log()
+    assert "/org.apache.beam.model.expansion.v1.ExpansionService/Expand from" in log
+    assert "Expand beam:schematransform:org.featurebridge:analyze_and_transform:v1" in log
+
+
+# ---------------------------------------------------------------------------
+# Refusals.
+
+
+class _Boom:
+    """Unpickling (or decoding) this creates a marker file: proof the server ran it."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _client_error(transform, address) -> str:
+    with pytest.raises(RuntimeError) as info:
+        with beam.Pipeline() as p:  # Expansion happens at apply time; nothing runs.
+            _ = p | beam.Create([Raw("1", 1.0, "a", 1)]).with_output_types(Raw) | transform
+    message = str(info.value)
+    assert_safe(message)
+    return message
+
+
+def test_pickled_transform_urn_is_refused_without_unpickling(server, marker_dir):
+    import pickle
+
+    marker = os.path.join(marker_dir, "pickled")
+    transform = ExternalTransform(PICKLED_URN, pickle.dumps(_Boom(marker)), server.address)
+    message = _client_error(transform, server.address)
+    assert "transform URN 'beam:transform:pickled_python:v1' is not accepted" in message
+    assert ANALYZE_ID in message and "transforms.xlang.TransformRows" in message
+    assert not os.path.exists(marker)
+
+
+@pytest.mark.parametrize(
+    "constructor",
+    [
+        "__callable__",
+        "__constructor__",
+        "tensorflow_transform.analyzers.os.system",
+        "os.system",
+        "transforms.xlang.os.system",
+        "transforms.xlang.AnalyzeAndTransformRows.__init__",
+        "apache_beam.Map",
+        "transforms.xlang.*",
+    ],
+)
+def test_fully_qualified_names_outside_the_allowlist_are_refused(server, constructor):
+    transform = ExternalTransform(
+        FQN_URN,
+        ImplicitSchemaPayloadBuilder({"constructor": constructor, "kwargs": beam.Row(source="lambda pcoll: pcoll")}),
+        server.address,
+    )
+    message = _client_error(transform, server.address)
+    assert f"fully qualified name {constructor!r} is not allowed" in message
+    assert "transforms.xlang.AnalyzeAndTransformRows" in message
+
+
+def _marking_source(marker: str, value: str) -> str:
+    """Python source that, when evaluated, creates ``marker.<pid>``. Beam's
+    client evaluates it once itself (PythonCallableWithSource does), so only
+    markers from other processes count."""
+    return f"(open({marker!r} + '.' + str(__import__('os').getpid()), 'w').close(), {value})[1]"
+
+
+def _run_elsewhere(marker: str) -> List[str]:
+    import glob
+
+    return [m for m in glob.glob(marker + ".*") if not m.endswith(f".{os.getpid()}")]
+
+
+@pytest.mark.parametrize("constructor", ["__callable__", "transforms.xlang.TransformRows"])
+def test_python_callable_payloads_are_refused_before_decoding(server, marker_dir, constructor):
+    from apache_beam.utils.python_callable import PythonCallableWithSource
+
+    marker = os.path.join(marker_dir, f"callable_{constructor}")
+    source = _marking_source(marker, "lambda pcoll: pcoll")
+    transform = ExternalTransform(
+        FQN_URN,
+        ImplicitSchemaPayloadBuilder({"constructor": constructor, "kwargs": beam.Row(source=PythonCallableWithSource(source))}),
+        server.address,
+    )
+    message = _client_error(transform, server.address)
+    assert "beam:logical_type:python_callable:v1" in message and "never decodes" in message
+    assert _run_elsewhere(marker) == []
+
+
+def test_python_callable_in_a_schema_transform_config_is_refused(server, marker_dir):
+    from apache_beam.utils.python_callable import PythonCallableWithSource
+
+    marker = os.path.join(marker_dir, "callable_config")
+    source = _marking_source(marker, "'x'")
+    transform = SchemaAwareExternalTransform(ANALYZE_ID, server.address, spec=PythonCallableWithSource(source), output_dir="/tmp/x")
+    message = _client_error(transform, server.address)
+    assert "python_callable" in message
+    assert _run_elsewhere(marker) == []
+
+
+def test_python_any_and_pickled_coders_in_inputs_are_refused(server, marker_dir):
+    import pickle
+
+    from apache_beam.typehints.schemas import PYTHON_ANY_URN
+
+    # An input PCollection whose coder is a pickled Python coder.
+    marker = os.path.join(marker_dir, "coder")
+    pickled = beam_runner_api_pb2.Coder(spec=beam_runner_api_pb2.FunctionSpec(
+        urn="beam:coder:pickled_python:v1", payload=pickle.dumps(_Boom(marker))))
+    spec = schema_transform_spec(TRANSFORM_ID, analyzed_dir="/nonexistent")
+    resp = expand(server.address, expansion_request(spec, extra_coders={"evil": pickled}, input_coder_id="evil"))
+    assert "input coder 'beam:coder:pickled_python:v1' is not allowed" in resp.error
+    assert_safe(resp.error)
+    assert not os.path.exists(marker)
+    # A dangling coder id (Beam would unpickle the id string itself).
+    resp = expand(server.address, expansion_request(spec, input_coder_id="not_defined"))
+    assert "is referenced but not defined" in resp.error
+    # A Row input whose schema nests the pythonsdk_any logical type.
+    any_schema = schema_pb2.Schema(id="s", fields=[schema_pb2.Field(name="a", type=schema_pb2.FieldType(
+        array_type=schema_pb2.ArrayType(element_type=schema_pb2.FieldType(
+            logical_type=schema_pb2.LogicalType(urn=PYTHON_ANY_URN))))) ])
+    row_coder = beam_runner_api_pb2.Coder(spec=beam_runner_api_pb2.FunctionSpec(
+        urn="beam:coder:row:v1", payload=any_schema.SerializeToString()))
+    resp = expand(server.address, expansion_request(spec, extra_coders={"anyrow": row_coder}, input_coder_id="anyrow"))
+    assert "beam:logical:pythonsdk_any:v1" in resp.error and "never decodes" in resp.error
+
+
+def _artifact(type_urn: str, payload: bytes) -> beam_runner_api_pb2.ArtifactInformation:
+    return beam_runner_api_pb2.ArtifactInformation(type_urn=type_urn, type_payload=payload,
+                                                   role_urn="beam:artifact:role:staging_to:v1")
+
+
+@pytest.mark.parametrize(
+    "artifact",
+    [
+        _artifact("beam:artifact:type:file:v1", beam_runner_api_pb2.ArtifactFilePayload(path="/etc/hostname").SerializeToString()),
+        _artifact("beam:artifact:type:file:v1", beam_runner_api_pb2.ArtifactFilePayload(path="../setup.py").SerializeToString()),
+        _artifact("beam:artifact:type:file:v1", beam_runner_api_pb2.ArtifactFilePayload(path=os.path.join(REPO_ROOT, "setup.py")).SerializeToString()),
+        _artifact("beam:artifact:type:file:v1", beam_runner_api_pb2.ArtifactFilePayload(path="file:///etc/passwd").SerializeToString()),
+        _artifact("beam:artifact:type:file:v1", beam_runner_api_pb2.ArtifactFilePayload(path="featurebridge-artifact:../../etc/passwd").SerializeToString()),
+        _artifact("beam:artifact:type:url:v1", beam_runner_api_pb2.ArtifactUrlPayload(url="http://169.254.169.254/latest/meta-data").SerializeToString()),
+        _artifact("beam:artifact:type:url:v1", beam_runner_api_pb2.ArtifactUrlPayload(url="file:///etc/passwd").SerializeToString()),
+        _artifact("beam:artifact:type:file:v1", b"\xff\xfe garbage"),
+    ],
+    ids=["abs-path", "dotdot", "repo-file", "file-url", "id-prefix-walk", "http-url", "file-url-type", "garbage"],
+)
+def test_artifact_requests_for_anything_not_staged_are_refused(server, artifact):
+    with channel(server.address) as ch:
+        stub = beam_artifact_api_pb2_grpc.ArtifactRetrievalServiceStub(ch)
+        with pytest.raises(grpc.RpcError) as info:
+            b"".join(r.data for r in stub.GetArtifact(beam_artifact_api_pb2.GetArtifactRequest(artifact=artifact), timeout=10))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "only the artifacts this service staged" in info.value.details()
+        assert_safe(info.value.details())
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ResolveArtifacts(beam_artifact_api_pb2.ResolveArtifactsRequest(artifacts=[artifact]), timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_garbage_bytes_and_malformed_protos_are_refused(server):
+    with channel(server.address) as ch:
+        raw = ch.unary_unary("/org.apache.beam.model.expansion.v1.ExpansionService/Expand",
+                             request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        with pytest.raises(grpc.RpcError) as info:
+            raw(b"\xff\xff\xff\xff\x0fnot a protobuf", timeout=10)
+        assert info.value.code() == grpc.StatusCode.INTERNAL
+        assert_safe(info.value.details() or "deserialize")
+    bad_payload = beam_runner_api_pb2.FunctionSpec(urn=SCHEMA_TRANSFORM_URN, payload=b"\xff\xff\xff\xff")
+    resp = expand(server.address, expansion_request(bad_payload))
+    assert "the SchemaTransformPayload is not a valid protobuf message" in resp.error
+    # A valid schema with Row bytes that do not match it.
+    spec = schema_transform_spec(TRANSFORM_ID, analyzed_dir="/x")
+    payload = external_transforms_pb2.SchemaTransformPayload.FromString(spec.payload)
+    payload.configuration_row = b"\x01\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"
+    resp = expand(server.address, expansion_request(beam_runner_api_pb2.FunctionSpec(urn=SCHEMA_TRANSFORM_URN, payload=payload.SerializeToString())))
+    assert "the Row bytes do not match the Row schema" in resp.error
+    assert_safe(resp.error)
+
+
+def test_unknown_identifiers_and_bad_configs_name_what_is_allowed(server, tmp_path):
+    resp = expand(server.address, expansion_request(schema_transform_spec("beam:schematransform:org.featurebridge:evil:v1", spec="x")))
+    assert "is not offered" in resp.error and ANALYZE_ID in resp.error
+    resp = expand(server.address, expansion_request(schema_transform_spec(ANALYZE_ID, spec=SPEC, output_dir=str(tmp_path / "o"), extra="1")))
+    assert "unknown field(s) ['extra']" in resp.error and "['spec', 'output_dir']" in resp.error
+    resp = expand(server.address, expansion_request(schema_transform_spec(ANALYZE_ID, spec="columns: 5", output_dir=str(tmp_path / "o"))))
+    assert "refused the request" in resp.error and "spec" in resp.error and "columns" in resp.error
+    resp = expand(server.address, expansion_request(schema_transform_spec(ANALYZE_ID, spec=SPEC, output_dir="relative/dir")))
+    assert "output_dir: 'relative/dir' must be an absolute path" in resp.error
+    resp = expand(server.address, expansion_request(schema_transform_spec(TRANSFORM_ID, analyzed_dir=str(tmp_path))))
+    assert "analyzed_dir:" in resp.error and "is not an analyze output" in resp.error
+    resp = expand(server.address, expansion_request(schema_transform_spec(PREDICT_ID, model_dir=str(tmp_path))))
+    assert "is not a featurebridge model" in resp.error
+
+    class Partial(typing.NamedTuple):
+        id: Optional[str]
+        x: Optional[float]
+
+    beam.coders.registry.register_coder(Partial, beam.coders.RowCoder)
+    resp = expand(server.address, expansion_request(schema_transform_spec(ANALYZE_ID, spec=SPEC, output_dir=str(tmp_path / "o")), input_type=Partial))
+    assert "lack field(s) ['c', 'y']" in resp.error
+    for message in [resp.error]:
+        assert_safe(message)
+
+
+# ---------------------------------------------------------------------------
+# A restricted server: small limits, a token, graceful drain.
+
+TOKEN = "s3cret-token-for-tests"
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory):
+    tmp = str(tmp_path_factory.mktemp("limited"))
+    with start_server(tmp, "--environment", "embedded", "--no_stage_project", "--max_concurrent_rpcs", "2",
+                      "--max_message_bytes", str(1 << 20), "--grace_seconds", "60",
+                      env={"FEATUREBRIDGE_EXPANSION_TOKEN": TOKEN}, name="limited") as s:
+        yield s
+
+
+def _discover(address: str, token: Optional[str] = TOKEN, timeout: float = 10):
+    with channel(address, token) as ch:
+        return beam_expansion_api_pb2_grpc.ExpansionServiceStub(ch).DiscoverSchemaTransform(
+            beam_expansion_api_pb2.DiscoverSchemaTransformRequest(), timeout=timeout)
+
+
+def test_token_is_required_when_configured(limited):
+    with pytest.raises(grpc.RpcError) as info:
+        _discover(limited.address, token=None)
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "authorization: Bearer <token>" in info.value.details()
+    with pytest.raises(grpc.RpcError) as info:
+        _discover(limited.address, token="wrong")
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert len(_discover(limited.address).schema_transform_configs) == 3
+    assert health_status(limited.address) == health_pb2.HealthCheckResponse.SERVING  # probes need no token
+    assert TOKEN not in limited.log()
+
+
+def test_oversized_messages_are_refused(limited):
+    big = schema_transform_spec(ANALYZE_ID, spec="#" * (2 << 20) + SPEC, output_dir="/tmp/never")
+    with pytest.raises(grpc.RpcError) as info:
+        expand(limited.address, expansion_request(big), token=TOKEN)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert health_status(limited.address) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_more_concurrent_requests_than_the_bound_get_resource_exhausted(limited):
+    # Hold both slots with long-lived health Watch streams, then burst.
+    holders = []
+    ch = channel(limited.address, TOKEN)
+    try:
+        health_stub = health_pb2_grpc.HealthStub(ch)
+        for _ in range(2):
+            stream = health_stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=60)
+            next(stream)  # the first status: the RPC is now in flight
+            holders.append(stream)
+        codes: List[grpc.StatusCode] = []
+        lock = threading.Lock()
+
+        def call():
+            try:
+                _discover(limited.address)
+                code = grpc.StatusCode.OK
+            except grpc.RpcError as e:
+                code = e.code()
+            with lock:
+                codes.append(code)
+
+        threads = [threading.Thread(target=call) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert codes == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 6
+    finally:
+        for stream in holders:
+            stream.cancel()
+        ch.close()
+    # Slots free again: a burst now gets only OK or RESOURCE_EXHAUSTED, and the server stays up.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            _discover(limited.address)
+            break
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
+            time.sleep(0.2)
+    results: List[grpc.StatusCode] = []
+
+    def burst_call():
+        try:
+            _discover(limited.address)
+            results.append(grpc.StatusCode.OK)
+        except grpc.RpcError as e:
+            results.append(e.code())
+
+    threads = [threading.Thread(target=burst_call) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 12
+    assert set(results) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert grpc.StatusCode.OK in results
+    assert limited.proc.poll() is None
+    assert health_status(limited.address) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_sigterm_drains_in_flight_requests_then_exits(limited, tmp_path):
+    """Last test of the module on `limited`: it stops the server."""
+    request = expansion_request(schema_transform_spec(ANALYZE_ID, spec=SPEC, output_dir=str(tmp_path / "drain")))
+    result = {}
+
+    def call():
+        try:
+            result["response"] = expand(limited.address, request, token=TOKEN)
+        except grpc.RpcError as e:
+            result["error"] = e
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while "Expand beam:schematransform:org.featurebridge:analyze_and_transform:v1" not in limited.log():
+        assert time.monotonic() < deadline, limited.log()[-2000:]
+        time.sleep(0.05)
+    limited.proc.send_signal(signal.SIGTERM)
+    thread.join(120)
+    assert "error" not in result, result.get("error")
+    assert result["response"].error == ""
+    assert limited.proc.wait(timeout=60) == 0
+    log = limited.log()
+    assert "Received SIGTERM" in log and "Draining" in log and "Stopped" in log
