@@ -247,7 +247,7 @@ class TrainArgs:
         parser.add_argument("--model", default="wide_and_deep", choices=cls.MODEL_TYPES, help="Model type.")
         parser.add_argument("--epochs", type=int, default=5, help="Training epochs.")
         parser.add_argument("--batch_size", type=int, default=256, help="Rows per training step.")
-        parser.add_argument("--learning_rate", type=float, default=0.01, help="Adam learning rate.")
+        parser.add_argument("--learning_rate", type=float, default=0.005, help="Adam learning rate.")
         parser.add_argument("--eval_percent", type=int, default=20, help="Percent of rows held out for evaluation.")
         parser.add_argument("--seed", type=int, default=0, help="Seeds weights and shuffling.")
         parser.add_argument("--overwrite", action="store_true", default=False, help="Replace an existing --output.")

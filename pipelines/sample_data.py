@@ -101,7 +101,7 @@ def generate_rows(num_rows: int, seed: int = 7) -> Dict[str, List[object]]:
 
     logit = (
         -1.0
-        + 0.9 * sentiment
+        + 1.2 * sentiment
         + 0.35 * (pages - 6) / 2.5
         + 0.5 * np.log1p(basket) - 0.5 * 3.5
         - 0.025 * (age - 38)
@@ -115,11 +115,11 @@ def generate_rows(num_rows: int, seed: int = 7) -> Dict[str, List[object]]:
     reviews = []
     for s in sentiment:
         length = int(rng.integers(3, 12))
-        p_good = 1 / (1 + np.exp(-2 * s))
+        p_good = 1 / (1 + np.exp(-3 * s))
         words = []
         for _ in range(length):
             r = rng.random()
-            if r < 0.35:
+            if r < 0.5:
                 pool = _GOOD_WORDS if rng.random() < p_good else _BAD_WORDS
             else:
                 pool = _NEUTRAL_WORDS

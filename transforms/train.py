@@ -344,7 +344,7 @@ class _FeatureModel(keras.Model):
     of both.
     """
 
-    def __init__(self, features, head: Head, model_type: str, numeric_stats, hidden_units=(64, 32), seed=0):
+    def __init__(self, features, head: Head, model_type: str, numeric_stats, hidden_units=(64, 32), seed=0, l2=0.0):
         super().__init__(name=f"featurebridge_{model_type}")
         self._features = [f for f in features if f.kind != "bag_weights"]
         self._units = head.units
@@ -352,6 +352,8 @@ class _FeatureModel(keras.Model):
         self._regression = (head.label_mean, head.label_std) if head.kind == "regression" else None
         self._numeric = [f.name for f in self._features if f.kind == "numeric"]
         init = keras.initializers.RandomNormal(stddev=0.05, seed=seed)
+        # Tables of rare ids overfit first; an L2 penalty keeps their weights near 0.
+        reg = keras.regularizers.l2(l2) if l2 else None
         wide = model_type in ("linear", "wide_and_deep")
         deep = model_type in ("dnn", "wide_and_deep")
         if self._numeric:
@@ -364,12 +366,12 @@ class _FeatureModel(keras.Model):
                 continue
             if wide:
                 self._wide_tables[f.name] = self.add_weight(
-                    name=f"wide_{f.name}", shape=(f.size, self._units), initializer="zeros"
+                    name=f"wide_{f.name}", shape=(f.size, self._units), initializer="zeros", regularizer=reg
                 )
             if deep:
                 dim = min(f.size, 16) if f.size <= 16 else max(4, min(32, int(round(6 * f.size**0.25))))
                 self._deep_tables[f.name] = self.add_weight(
-                    name=f"embed_{f.name}", shape=(f.size, dim), initializer=init
+                    name=f"embed_{f.name}", shape=(f.size, dim), initializer=init, regularizer=reg
                 )
         self._wide_numeric = keras.layers.Dense(self._units, name="wide_numeric") if wide and self._numeric else None
         self._wide_bias = self.add_weight(name="wide_bias", shape=(self._units,), initializer="zeros") if wide else None
@@ -446,6 +448,7 @@ def build_model(
     numeric_stats: Optional[Mapping[str, Tuple[float, float]]] = None,
     hidden_units: Sequence[int] = (64, 32),
     seed: int = 0,
+    l2: float = 0.0,
 ) -> keras.Model:
     """A Keras model from transformed features to logits (regression: values).
 
@@ -457,7 +460,7 @@ def build_model(
     stats = dict(numeric_stats or {})
     for f in features:
         stats.setdefault(f.name, (0.0, 1.0))
-    return _FeatureModel(list(features), head, model_type, stats, tuple(hidden_units), seed)
+    return _FeatureModel(list(features), head, model_type, stats, tuple(hidden_units), seed, l2)
 
 
 def outputs_from_logits(logits: tf.Tensor, head: Head) -> Dict[str, tf.Tensor]:
@@ -572,9 +575,10 @@ def train_model(
     epochs: int = 5,
     batch_size: int = 256,
     eval_percent: int = 20,
-    learning_rate: float = 0.01,
+    learning_rate: float = 0.005,
     hidden_units: Sequence[int] = (64, 32),
     seed: int = 0,
+    l2: float = 1e-3,
 ) -> TrainResult:
     """Trains a model on an analyze output's transformed examples.
 
@@ -587,6 +591,7 @@ def train_model(
       epochs, batch_size, learning_rate, hidden_units: training knobs.
       eval_percent: the share of rows held out for evaluation (1-50).
       seed: seeds weights and shuffling.
+      l2: L2 penalty on the id tables (wide weights and embeddings).
 
     Returns:
       TrainResult with the model and the metrics of model and baseline on the
@@ -630,7 +635,7 @@ def train_model(
         "Training a %s model on %d rows (%d held out for evaluation), %d features, %d epoch(s)",
         model_type, n_train, eval_labels.size, len(features), epochs,
     )
-    model = build_model(features, head, model_type, numeric_stats, hidden_units, seed)
+    model = build_model(features, head, model_type, numeric_stats, hidden_units, seed, l2)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=_loss(head))
     history = model.fit(train_ds, epochs=epochs, verbose=0)
     y_eval, outs = _predict(model, head, eval_ds)

@@ -1,0 +1,230 @@
+"""Train and export: metrics against the baseline, the serving SavedModel
+loaded in a fresh TensorFlow-only process, warm-up requests, and parity
+between the Beam transform and the serving graph (features and predictions)."""
+
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from tests.analyze_helpers import read_transformed
+from tests.job_helpers import job, run_fresh_process  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.slow
+
+
+def _raw_rows(job):
+    """Every used row of the analyzed (training) files, as serialized raw
+    tf.Examples and as dense columns for serving_raw, in file order."""
+    from transforms import io as fb_io
+    from transforms.export import batch_to_examples, raw_signature_columns
+
+    spec = job.spec()
+    examples, dense = [], defaultdict(list)
+    types = {c.name: c.type for c in spec.columns}
+    for path in job.summary["inputs"]["train"]:
+        for kind, batch in fb_io.read_file(path, spec):
+            if kind != "batch":
+                continue
+            examples += batch_to_examples(spec, batch)
+            for name in raw_signature_columns(spec):
+                for v in batch.column(name).to_pylist():
+                    if types[name] == "float":
+                        dense[name].append(v[0] if v else float("nan"))
+                    elif types[name] == "string":
+                        dense[name].append(v[0].decode() if v else "")
+                    else:  # the sample spec fills a missing int with the constant 0
+                        dense[name].append(v[0] if v else 0)
+    dtypes = {"float": "float32", "int": "int64", "string": "string"}
+    raw = {n: {"values": vals, "dtype": dtypes[types[n]]} for n, vals in dense.items()}
+    return examples, raw
+
+
+@pytest.fixture(scope="module")
+def served(job, tmp_path_factory):
+    examples, raw = _raw_rows(job)
+    outputs, info = run_fresh_process(job.serving, examples, raw, str(tmp_path_factory.mktemp("fresh")))
+    return examples, outputs, info
+
+
+def test_metrics_compare_with_a_baseline(job):
+    with open(os.path.join(job.model, "metrics.json")) as f:
+        metrics = json.load(f)
+    with open(os.path.join(job.analyzed, "manifest.json")) as f:
+        analyzed_rows = json.load(f)["rows"]["used"]
+    assert metrics["rows"]["train"] + metrics["rows"]["eval"] == analyzed_rows
+    assert 0 < metrics["rows"]["eval"] < metrics["rows"]["train"]
+    assert metrics["head"]["kind"] == "binary"
+    for key in ("loss", "auc", "accuracy"):
+        assert np.isfinite(metrics["model"][key]) and np.isfinite(metrics["baseline"][key])
+    assert metrics["baseline"]["auc"] == 0.5  # a constant score ranks nothing
+    assert "training prior" in metrics["baseline"]["predicts"]
+    assert len(metrics["training_loss_per_epoch"]) == 2
+
+
+def test_model_manifest_records_provenance(job):
+    from transforms.provenance import directory_digests
+
+    with open(os.path.join(job.model, "manifest.json")) as f:
+        manifest = json.load(f)
+    assert manifest["job"] == "train"
+    assert manifest["spec_digest"] == job.spec().digest()
+    assert manifest["analyzed"]["path"] == os.path.abspath(job.analyzed)
+    assert set(manifest["signatures"]) == {"serving_default", "serving_raw", "transform_features"}
+    digests = directory_digests(job.model, exclude=["manifest.json"])
+    assert manifest["outputs"] == digests
+    assert not [p for p in os.listdir(os.path.dirname(job.model)) if ".staging-" in p]
+
+
+def test_fresh_tensorflow_only_process_serves_every_signature(job, served):
+    examples, outputs, info = served
+    assert info["signatures"] == ["serving_default", "serving_raw", "transform_features"]
+    assert info["leaked"] == [], "loading the export imported " + ", ".join(info["leaked"])
+    p_default = outputs["default/probability"]
+    assert p_default.shape == (len(examples),)
+    assert np.all((p_default > 0) & (p_default < 1))
+    np.testing.assert_array_equal(outputs["default/class_id"], (p_default >= 0.5).astype(np.int64))
+    # Named raw tensors (NaN / "" = missing) give the same predictions as tf.Examples.
+    np.testing.assert_allclose(outputs["raw/probability"], p_default, atol=1e-6)
+
+
+def test_saved_model_cli_lists_signatures(job):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    proc = subprocess.run([cli, "show", "--all", "--dir", job.serving], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("serving_default", "serving_raw", "transform_features"):
+        assert f"signature_def['{name}']" in proc.stdout
+    assert "inputs['examples']" in proc.stdout
+    assert "Method name is: tensorflow/serving/predict" in proc.stdout
+    assert "purchased" not in proc.stdout.split("signature_def['serving_raw']")[1].split("signature_def[")[0]
+
+
+def test_warmup_requests_are_prediction_logs_for_serving_default(job):
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = os.path.join(job.serving, "assets.extra", "tf_serving_warmup_requests")
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path)]
+    assert logs
+    loaded = tf.saved_model.load(job.serving)
+    for log in logs:
+        request = log.predict_log.request
+        assert request.model_spec.signature_name == "serving_default"
+        examples = tf.make_ndarray(request.inputs["examples"])
+        parsed = tf.train.Example.FromString(examples[0])
+        assert "purchased" not in parsed.features.feature  # the label is never sent
+        assert "age" in parsed.features.feature or "device" in parsed.features.feature
+        out = loaded.signatures["serving_default"](examples=tf.constant(examples))
+        assert out["probability"].shape == (len(examples),)
+
+
+def _serving_rows(outputs, names, sparse):
+    """Per-row transformed features from the signature's flat outputs."""
+    n = len(outputs["default/probability"])
+    rows = [dict() for _ in range(n)]
+    for name in names:
+        if name in sparse:
+            values = outputs[f"transform/{name}__values"]
+            lengths = outputs[f"transform/{name}__row_lengths"]
+            splits = np.concatenate([[0], np.cumsum(lengths)])
+            for i in range(n):
+                rows[i][name] = values[splits[i] : splits[i + 1]].tolist()
+        else:
+            for i, v in enumerate(outputs[f"transform/{name}"].tolist()):
+                rows[i][name] = v
+    return rows
+
+
+def _grouped(rows, exact, floats, scores):
+    """{exact-valued part: [(float part, score)]}: rows are matched by their
+    ints and strings, then compared on floats within a tolerance."""
+    groups = defaultdict(list)
+    for row, score in zip(rows, scores):
+        key = tuple(tuple(row[n]) if isinstance(row[n], list) else row[n] for n in exact)
+        flat = []
+        for n in floats:
+            flat += row[n] if isinstance(row[n], list) else [row[n]]
+        groups[key].append((flat, score))
+    return {k: sorted(v) for k, v in groups.items()}
+
+
+def test_beam_and_serving_agree_on_features_and_predictions(job, served):
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from transforms.train import make_dataset, transformed_files
+
+    examples, outputs, _ = served
+    feature_spec = tft.TFTransformOutput(job.analyzed).transformed_feature_spec()
+    label = job.spec().label.column
+    names = sorted(n for n in feature_spec if n != label)
+    sparse = {n for n in names if isinstance(feature_spec[n], tf.io.VarLenFeature)}
+    floats = [n for n in names if feature_spec[n].dtype == tf.float32]
+    exact = [n for n in names if n not in floats]
+
+    beam_rows = read_transformed(job.analyzed)
+    n_beam = len(beam_rows[label])
+    assert n_beam == len(examples)
+    beam_rows = [{n: beam_rows[n][i] for n in names} for i in range(n_beam)]
+    # The model itself (the export's Keras object) on the Beam-transformed features.
+    model = tf.saved_model.load(job.serving).model
+    scores = []
+    ds = make_dataset(transformed_files(job.analyzed), feature_spec, "all", 128, label=label)
+    for features, _ in ds:
+        scores += tf.sigmoid(model(features, training=False)[:, 0]).numpy().tolist()
+    serving_rows = _serving_rows(outputs, names, sparse)
+
+    beam = _grouped(beam_rows, exact, floats, scores)
+    serving = _grouped(serving_rows, exact, floats, outputs["default/probability"].tolist())
+    assert beam.keys() == serving.keys(), "ints/strings differ between Beam and serving"
+    assert len(beam) > n_beam // 2  # rows are (mostly) told apart by their exact features
+    for key in beam:
+        b, s = beam[key], serving[key]
+        assert len(b) == len(s)
+        for (bf, bp), (sf, sp) in zip(b, s):
+            np.testing.assert_allclose(sf, bf, atol=1e-6, rtol=0)
+            np.testing.assert_allclose(sp, bp, atol=1e-5, rtol=0)
+
+
+def test_describe_features_reads_sizes_from_spec_vocabularies_and_schema(job):
+    from transforms.train import describe_features, load_analyzed
+
+    tft_output, spec = load_analyzed(job.analyzed)
+    infos = {f.name: f for f in describe_features(tft_output, spec)}
+    assert "purchased" not in infos
+    assert (infos["age_bucketize"].kind, infos["age_bucketize"].size) == ("categorical", 8 + 1)
+    assert infos["product_id_hash"].size == 2000 + 1
+    assert infos["device_x_country"].size == 200 + 1
+    city_vocab = tft_output.vocabulary_size_by_name("city_vocabulary")
+    assert infos["city_vocabulary"].size == city_vocab + 5 + 1
+    assert (infos["review_tfidf_index"].kind, infos["review_tfidf_index"].weights) == ("bag", "review_tfidf_weight")
+    assert infos["age_zscore"].kind == "numeric"
+
+
+def test_linear_model_trains_in_process_with_a_deterministic_split(job):
+    from transforms.train import train_model
+
+    first = train_model(job.analyzed, "linear", epochs=1, batch_size=64)
+    second = train_model(job.analyzed, "linear", epochs=1, batch_size=64)
+    assert first.metrics["rows"] == second.metrics["rows"]
+    assert first.metrics["model"]["loss"] == pytest.approx(second.metrics["model"]["loss"], rel=1e-5)
+
+
+def test_train_errors_say_what_to_do(job, tmp_path):
+    from pipelines import train as train_job
+    from pipelines.options import RunnerConfigError
+    from transforms.outputs import OutputExistsError
+    from transforms.train import TrainingError, train_model
+
+    with pytest.raises(TrainingError, match="is not an analyze output.*Run `featurebridge analyze` first"):
+        train_model(str(tmp_path))
+    with pytest.raises(TrainingError, match="--model 'forest' is unknown"):
+        train_model(job.analyzed, "forest")
+    with pytest.raises(RunnerConfigError, match="--analyzed is required"):
+        train_job.run(["--output", str(tmp_path / "m")])
+    with pytest.raises(OutputExistsError, match="already exists"):
+        train_job.run(["--analyzed", job.analyzed, "--output", job.model])
