@@ -19,7 +19,8 @@ from apache_beam.transforms.external import (
     SchemaAwareExternalTransform,
 )
 
-from tests.test_expansion_service import ANALYZE_ID, FQN_URN, SPEC, Raw, start_server
+from tests.job_helpers import job  # noqa: F401  (fixture: the shared demo run with a model)
+from tests.test_expansion_service import ANALYZE_ID, FQN_URN, PREDICT_ID, SPEC, Raw, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -102,28 +103,35 @@ def in_process(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def xlang(portable_cluster, in_process, tmp_path_factory):
+def server(portable_cluster, tmp_path_factory):
+    """The expansion service, expanding into the cluster's worker pool (EXTERNAL)."""
+    tmp = tmp_path_factory.mktemp("xlang_server")
+    with start_server(str(tmp), "--environment", "external",
+                      "--environment_config", portable_cluster.worker_pool_endpoint) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def xlang(server, portable_cluster, in_process, tmp_path_factory):
     """The same stages through the expansion service, run on the PortableRunner."""
     tmp = tmp_path_factory.mktemp("xlang")
-    with start_server(str(tmp), "--environment", "external",
-                      "--environment_config", portable_cluster.worker_pool_endpoint) as server:
-        configs = SchemaAwareExternalTransform.discover(server.address)
-        analyzed = str(tmp / "analyzed")
-        options = PipelineOptions(portable_cluster.pipeline_flags())
-        with beam.Pipeline(options=options) as p:
-            rows = p | beam.Create(_rows()).with_output_types(Raw)
-            analyze = rows | "AnalyzeXlang" >> SchemaAwareExternalTransform(
-                ANALYZE_ID, server.address, rearrange_based_on_discovery=True, spec=SPEC, output_dir=analyzed)
-            _write(analyze["output"], str(tmp / "analyze_output.jsonl"), "AOut")
-            _write(analyze["rejected"], str(tmp / "analyze_rejected.jsonl"), "ARej")
-            transform = rows | "TransformFqn" >> ExternalTransform(
-                FQN_URN,
-                ImplicitSchemaPayloadBuilder({"constructor": "transforms.xlang.TransformRows",
-                                              "kwargs": beam.Row(analyzed_dir=in_process["dir"])}),
-                server.address,
-            )
-            _write(transform["output"], str(tmp / "transform_output.jsonl"), "TOut")
-        log = server.log()
+    configs = SchemaAwareExternalTransform.discover(server.address)
+    analyzed = str(tmp / "analyzed")
+    options = PipelineOptions(portable_cluster.pipeline_flags())
+    with beam.Pipeline(options=options) as p:
+        rows = p | beam.Create(_rows()).with_output_types(Raw)
+        analyze = rows | "AnalyzeXlang" >> SchemaAwareExternalTransform(
+            ANALYZE_ID, server.address, rearrange_based_on_discovery=True, spec=SPEC, output_dir=analyzed)
+        _write(analyze["output"], str(tmp / "analyze_output.jsonl"), "AOut")
+        _write(analyze["rejected"], str(tmp / "analyze_rejected.jsonl"), "ARej")
+        transform = rows | "TransformFqn" >> ExternalTransform(
+            FQN_URN,
+            ImplicitSchemaPayloadBuilder({"constructor": "transforms.xlang.TransformRows",
+                                          "kwargs": beam.Row(analyzed_dir=in_process["dir"])}),
+            server.address,
+        )
+        _write(transform["output"], str(tmp / "transform_output.jsonl"), "TOut")
+    log = server.log()
     return {
         "dir": analyzed,
         "configs": configs,
@@ -175,3 +183,57 @@ def test_the_client_used_discovery_and_staged_artifacts(xlang):
     assert "Expand beam:schematransform:org.featurebridge:transform:v1 (beam:transforms:python:fully_qualified_named)" in log
     # Beam's client fetched the environment's dependencies from our retrieval service.
     assert "serving artifact featurebridge-artifact:" in log and "(featurebridge-0.1.0.tar.gz)" in log
+
+
+# ---------------------------------------------------------------------------
+# Predict: the demo's held-out file through the service, against the demo's
+# own in-process predictions for the same rows.
+
+
+def _held_out_rows(job, spec):
+    import csv
+
+    from apache_beam.typehints.row_type import RowTypeConstraint
+
+    parse = {"float": float, "int": lambda v: int(float(v)), "string": str}
+    held_out = sorted(glob.glob(os.path.join(job.data, "*.csv")))[-1]
+    rows = []
+    with open(held_out, encoding="utf-8", newline="") as f:
+        for record in csv.DictReader(f):
+            values = {}
+            for c in spec.columns:
+                text = record.get(c.name)
+                values[c.name] = None if text is None or text.strip() == "" else parse[c.type](text)
+            rows.append(beam.Row(**values))
+    row_type = RowTypeConstraint.from_fields(
+        [(c.name, Optional[{"float": float, "int": int, "string": str}[c.type]]) for c in spec.columns])
+    return rows, row_type
+
+
+@pytest.fixture(scope="module")
+def xlang_predictions(server, portable_cluster, job, tmp_path_factory):
+    from transforms.predict import load_serving_spec
+
+    spec = load_serving_spec(job.model)
+    rows, row_type = _held_out_rows(job, spec)
+    tmp = tmp_path_factory.mktemp("xlang_predict")
+    with beam.Pipeline(options=PipelineOptions(portable_cluster.pipeline_flags())) as p:
+        result = (
+            p
+            | beam.Create(rows).with_output_types(row_type)
+            | SchemaAwareExternalTransform(PREDICT_ID, server.address, model_dir=job.model)
+        )
+        _write(result["output"], str(tmp / "predictions.jsonl"), "POut")
+    return spec, _read(str(tmp / "predictions.jsonl"))
+
+
+def test_predict_across_the_boundary_equals_in_process(xlang_predictions, job):
+    spec, got = xlang_predictions
+    want = {r[spec.key]: r for r in job.prediction_rows()}
+    assert got and len(got) == len({r[spec.key] for r in got})
+    assert {r[spec.key] for r in got} == set(want)
+    for r in got:
+        w = want[r[spec.key]]
+        assert r["probability"] == pytest.approx(w["probability"], rel=1e-5, abs=1e-6)
+        assert r["class_id"] == w["class_id"]
+        assert r["input_row"] >= 1 and r["input_source"].startswith("rows:")
