@@ -81,10 +81,16 @@ def _pipeline_error_message(error: BaseException) -> Optional[str]:
 
 def run_command(command: str, argv: Optional[Sequence[str]]) -> int:
     _configure_logging()
-    module = importlib.import_module(COMMANDS[command][0])
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--help" in argv or "-h" in argv:
-        return _print_help(command, module)
+        # Help without importing the job module (and TensorFlow with it) when its
+        # options class can be found by reading the module's source.
+        doc, options_cls = _read_help_source(COMMANDS[command][0])
+        if options_cls is not None:
+            return _print_help(command, doc, options_cls)
+        module = importlib.import_module(COMMANDS[command][0])
+        return _print_help(command, module.__doc__, getattr(module, "OPTIONS", None), module.__name__)
+    module = importlib.import_module(COMMANDS[command][0])
     try:
         result = module.run(argv)
     except KeyboardInterrupt:
@@ -118,14 +124,49 @@ def _output_arg(argv: Sequence[str]) -> str:
     return ""
 
 
-def _print_help(command: str, module) -> int:
+def _read_help_source(module_name: str) -> Tuple[Optional[str], Optional[type]]:
+    """(docstring, options class) of a job module, read from its source without
+    importing it: ``OPTIONS = X``, else the one options class it imports from
+    pipelines.options. (None, None) when that is not clear; then import it."""
+    import ast
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module_name)
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            return None, None
+        with open(spec.origin, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (ImportError, OSError, SyntaxError, ValueError):
+        return None, None
+    names: list = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module == "pipelines.options":
+            names += [alias.name for alias in node.names if alias.asname is None]
+        elif (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Name)
+            and any(isinstance(t, ast.Name) and t.id == "OPTIONS" for t in node.targets)
+        ):
+            names = [node.value.id]
+            break
+    from pipelines import options as options_module
+
+    classes = [getattr(options_module, n, None) for n in names]
+    classes = [c for c in classes if isinstance(c, type) and hasattr(c, "_add_argparse_args")]
+    if len(classes) != 1:
+        return None, None
+    return ast.get_docstring(tree), classes[0]
+
+
+def _print_help(command: str, doc: Optional[str], own: Optional[type], module_name: str = "") -> int:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     print(f"usage: featurebridge {command} [options] [any Beam pipeline option]\n")
-    print((module.__doc__ or "").strip() + "\n")
-    own = getattr(module, "OPTIONS", None)  # a job may name its options class
+    print((doc or "").strip() + "\n")
+    # `own`: the job's options class, if it names one (OPTIONS = ...).
     for cls in [own] if own is not None else PipelineOptions.__subclasses__():
-        if own is not None or cls.__module__ == "pipelines.options" or cls.__module__ == module.__name__:
+        if own is not None or cls.__module__ == "pipelines.options" or cls.__module__ == module_name:
             import argparse
 
             parser = argparse.ArgumentParser(prog=f"featurebridge {command}", add_help=False)
