@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 
 from expansion_service.server import ExpansionServer, ServerConfig
 
-__all__ = ["main", "parse_args", "run"]
+__all__ = ["main", "parse_args", "print_help", "run"]
 
 _LOG = logging.getLogger("expansion_service")
 TOKEN_ENV = "FEATUREBRIDGE_EXPANSION_TOKEN"
@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="allow a non-loopback --host without a token (trusted networks only)")
     p.add_argument("--port_file", default=None, help="write the bound port here once listening")
     return p
+
+
+def print_help() -> None:
+    """The options (the CLI calls this for `featurebridge expansion-service --help`)."""
+    _parser().print_help()
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> ServerConfig:
@@ -80,9 +85,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> ServerConfig:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         allow_insecure_remote=args.allow_insecure_remote,
+        port_file=args.port_file,
     )
     config.validate()
-    config.port_file = args.port_file  # type: ignore[attr-defined]
     return config
 
 
@@ -91,12 +96,11 @@ def run(argv: Optional[Sequence[str]] = None) -> None:
     config = parse_args(argv)
     server = ExpansionServer(config)
     port = server.start()
-    port_file = getattr(config, "port_file", None)
-    if port_file:
-        tmp = port_file + ".tmp"
+    if config.port_file:
+        tmp = config.port_file + ".tmp"
         with open(tmp, "w") as f:
             f.write(str(port))
-        os.replace(tmp, port_file)
+        os.replace(tmp, config.port_file)
     stop = threading.Event()
 
     def on_signal(signum, _frame):

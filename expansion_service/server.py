@@ -716,6 +716,7 @@ class ServerConfig:
       token: a shared token callers send as 'authorization: Bearer <token>'.
       tls_cert, tls_key: PEM files for a TLS server certificate.
       allow_insecure_remote: listen beyond loopback without a token (trusted networks only).
+      port_file: where to write the bound port once listening (for supervisors and tests).
     """
 
     host: str = "127.0.0.1"
@@ -732,6 +733,7 @@ class ServerConfig:
     tls_cert: Optional[str] = None
     tls_key: Optional[str] = None
     allow_insecure_remote: bool = False
+    port_file: Optional[str] = None
     work_dir: Optional[str] = field(default=None, repr=False)
 
     def validate(self) -> None:

@@ -83,6 +83,9 @@ def run_command(command: str, argv: Optional[Sequence[str]]) -> int:
     _configure_logging()
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--help" in argv or "-h" in argv:
+        if COMMANDS[command][0] == "expansion_service.__main__":  # argparse options, not Beam's
+            importlib.import_module(COMMANDS[command][0]).print_help()
+            return 0
         # Help without importing the job module (and TensorFlow with it) when its
         # options class can be found by reading the module's source.
         doc, options_cls = _read_help_source(COMMANDS[command][0])
