@@ -635,3 +635,50 @@ def test_sigterm_drains_in_flight_requests_then_exits(limited, tmp_path):
     assert limited.proc.wait(timeout=60) == 0
     log = limited.log()
     assert "Received SIGTERM" in log and "Draining" in log and "Stopped" in log
+
+
+# ---------------------------------------------------------------------------
+# TLS (server certificate).
+
+
+def _self_signed(tmp_dir: str):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = os.path.join(tmp_dir, "cert.pem"), os.path.join(tmp_dir, "key.pem")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_server_certificate(tmp_path):
+    cert, key = _self_signed(str(tmp_path))
+    with start_server(str(tmp_path), "--environment", "embedded", "--no_stage_project",
+                      "--tls_cert", cert, "--tls_key", key, name="tls") as s:
+        with open(cert, "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        with grpc.secure_channel(s.address, creds) as ch:
+            response = beam_expansion_api_pb2_grpc.ExpansionServiceStub(ch).DiscoverSchemaTransform(
+                beam_expansion_api_pb2.DiscoverSchemaTransformRequest(), timeout=10)
+        assert ANALYZE_ID in response.schema_transform_configs
+        with pytest.raises(grpc.RpcError) as info:  # plaintext is not served
+            _discover(s.address, token=None, timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "TLS" in s.log()
