@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import uuid
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
