@@ -17,6 +17,7 @@ from tensorflow_transform.tf_metadata import schema_utils
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
 from transforms import io as fb_io
+from transforms.fast_analyze import CONSTANTS_JSON, build_fast_preprocessing_fn, fast_path_unsupported
 from transforms.preprocessing import build_constants_fn, build_preprocessing_fn, raw_feature_spec
 from transforms.spec import FeatureSpec
 
@@ -79,7 +80,21 @@ class AnalyzeAndTransform(beam.PTransform):
 
     def expand(self, batches):
         config = tensor_adapter_config(self._spec)
-        preprocessing_fn = self._user_fn or build_preprocessing_fn(self._spec)
+        # Issue 6: when the spec allows it, one vectorised analyzer in one phase
+        # (transforms.fast_analyze) replaces TFT's per-analyzer combines, and it
+        # also writes the constants, so the second AnalyzeConstants pass is skipped.
+        # FEATUREBRIDGE_PLAIN_TFT=1 forces the plain path (benchmarks compare both).
+        fast = (
+            self._user_fn is None
+            and fast_path_unsupported(self._spec) is None
+            and os.environ.get("FEATUREBRIDGE_PLAIN_TFT", "") in ("", "0")
+        )
+        if fast:
+            preprocessing_fn = build_fast_preprocessing_fn(
+                self._spec, os.path.join(self._output_dir, CONSTANTS_FN_DIR, CONSTANTS_JSON)
+            )
+        else:
+            preprocessing_fn = self._user_fn or build_preprocessing_fn(self._spec)
         with tft_beam.Context(temp_dir=self._temp_dir):
             (transformed, transformed_metadata), transform_fn = (
                 batches,
@@ -97,7 +112,7 @@ class AnalyzeAndTransform(beam.PTransform):
                 file_name_suffix=".tfrecord.gz",
                 compression_type=beam.io.filesystem.CompressionTypes.GZIP,
             ))
-            if self._user_fn is None:
+            if self._user_fn is None and not fast:
                 constants_fn = (
                     batches,
                     config,

@@ -55,6 +55,14 @@ def read_vocabulary(
 
 
 def _evaluate_constants(constants_dir: str, spec: FeatureSpec) -> Dict[str, List[float]]:
+    # The fast analyze path (transforms.fast_analyze) writes the same values,
+    # keyed the same way, as JSON instead of a constants transform_fn.
+    fast = os.path.join(constants_dir, "constants.json")
+    if os.path.exists(fast):
+        import json
+
+        with open(fast, encoding="utf-8") as f:
+            return json.load(f)
     output = tft.TFTransformOutput(constants_dir)
     dummy = {}
     for c in spec.columns:
