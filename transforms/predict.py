@@ -167,7 +167,6 @@ class _ToKeyedExamples(beam.DoFn):
         self._spec = FeatureSpec.from_text(self._spec_json)
 
     def process(self, batch):
-        import pyarrow as pa  # noqa: F401  (batches are Arrow)
         import tensorflow as tf
 
         spec = self._spec
