@@ -451,3 +451,33 @@ def test_pinned_environment_is_consistent():
     included, is satisfied by the pins."""
     result = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout
+
+
+# ---------------------------------------------------------------- predict on the portable runner
+
+
+def _predictions(out):
+    rows = [json.loads(line) for p in glob.glob(str(out / "predictions-*.jsonl")) for line in open(p)]
+    return {r["id"]: r for r in rows}
+
+
+@pytest.mark.slow
+def test_portable_predict_equals_direct(direct_run, portable_cluster, data):
+    from pipelines import predict, train
+
+    model = data / "model"
+    train.run(["--analyzed", str(direct_run[0]), "--output", str(model), "--epochs", "1"])
+    base = ["--model", str(model), "--input", str(data / "d.csv")]
+    direct = predict.run([*base, "--output", str(data / "pred_direct")])
+    portable = predict.run([*base, "--output", str(data / "pred_portable"), *portable_cluster.pipeline_flags()])
+    assert portable["runner"] == "PortableRunner"
+    assert portable["rows"] == direct["rows"]
+    a, b = _predictions(data / "pred_direct"), _predictions(data / "pred_portable")
+    assert len(a) == ROWS - 1 and a.keys() == b.keys()
+    for key, row in a.items():
+        assert sorted(row) == sorted(b[key])
+        for field, value in row.items():
+            if isinstance(value, (float, list)):
+                assert b[key][field] == pytest.approx(value, rel=1e-5, abs=1e-6), (key, field)
+            else:
+                assert b[key][field] == value, (key, field)
