@@ -308,8 +308,8 @@ def build_fast_preprocessing_fn(spec: FeatureSpec, constants_path: Optional[str]
         for column in spec.columns:
             with tf.name_scope(f"raw_{column.name}"):
                 x = inputs[column.name]
-                fill = got[f"{column.name}/fill"] if column.missing.policy == "mean" else fb_pre._fill_value(column, x)
-                filled[column.name] = fb_pre._to_dense(x, fill)
+                fill = got[f"{column.name}/fill"] if column.missing.policy == "mean" else fb_pre.fill_value(column, x)
+                filled[column.name] = fb_pre.to_dense(x, fill)
         outputs: Dict[str, tf.Tensor] = {}
         for column in spec.columns:
             x = filled[column.name]
@@ -323,7 +323,7 @@ def build_fast_preprocessing_fn(spec: FeatureSpec, constants_path: Optional[str]
                     # exactly as tft.compute_and_apply_vocabulary applies it.
                     # compute_and_apply_vocabulary escapes spaces in the input too.
                     outputs[t.output] = tft_mappers._apply_vocabulary_internal(  # pylint: disable=protected-access
-                        tf_utils.maybe_format_vocabulary_input(fb_pre._as_string(x)),
+                        tf_utils.maybe_format_vocabulary_input(fb_pre.as_string(x)),
                         got[f"{t.output}/vocabulary"],
                         -1,
                         t.options["num_oov_buckets"],
@@ -333,13 +333,11 @@ def build_fast_preprocessing_fn(spec: FeatureSpec, constants_path: Optional[str]
                         name=t.output,
                     )
                 else:
-                    fb_pre._apply(t, x, outputs)
+                    fb_pre.apply_transform(t, x, outputs)
         for cross in spec.crosses:
-            parts = [fb_pre._as_string(filled[c]) for c in cross.columns]
-            joined = tf.strings.join(parts, separator="_X_")
-            outputs[cross.output] = tft.hash_strings(joined, cross.hash_buckets, name=cross.output)
+            outputs[cross.output] = fb_pre.cross_tensor(cross, filled)
         if spec.label:
-            outputs[spec.label.column] = fb_pre._label(spec, filled[spec.label.column])
+            outputs[spec.label.column] = fb_pre.label_tensor(spec, filled[spec.label.column])
         return outputs
 
     def _analyze(plan, inputs):
@@ -350,11 +348,11 @@ def build_fast_preprocessing_fn(spec: FeatureSpec, constants_path: Optional[str]
             if mean_fill:  # present values; the fill is an output of this same analyzer
                 analyzer_inputs.append(tf.cast(x.values, tf.float32))
             else:
-                analyzer_inputs.append(tf.cast(fb_pre._to_dense(x, fb_pre._fill_value(spec.column(name), x)), tf.float32))
+                analyzer_inputs.append(tf.cast(fb_pre.to_dense(x, fb_pre.fill_value(spec.column(name), x)), tf.float32))
         for name, _, _ in plan.vocab:
             x = inputs[name]
-            dense = fb_pre._to_dense(x, fb_pre._fill_value(spec.column(name), x))
-            analyzer_inputs.append(fb_pre._as_string(dense))
+            dense = fb_pre.to_dense(x, fb_pre.fill_value(spec.column(name), x))
+            analyzer_inputs.append(fb_pre.as_string(dense))
         vocab = bool(plan.vocab)
         results = tft.experimental.ptransform_analyzer(
             analyzer_inputs,

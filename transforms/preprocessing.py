@@ -19,10 +19,16 @@ from typing import Callable, Dict, Mapping
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from transforms.spec import Column, FeatureSpec, Transform
+from transforms.spec import Column, Cross, FeatureSpec, Transform
 
 __all__ = [
     "CONSTANTS_PREFIX",
+    "apply_transform",
+    "cross_tensor",
+    "as_string",
+    "fill_value",
+    "label_tensor",
+    "to_dense",
     "build_constants_fn",
     "build_preprocessing_fn",
     "bucketize_epsilon",
@@ -83,13 +89,13 @@ def load_preprocessing_fn(reference: str) -> Callable:
 # ---------------------------------------------------------------------------
 
 
-def _to_dense(x: tf.SparseTensor, default) -> tf.Tensor:
+def to_dense(x: tf.SparseTensor, default) -> tf.Tensor:
     """[batch, 1] sparse -> [batch] dense, `default` where the value is missing."""
     dense = tft.sparse_tensor_to_dense_with_shape(x, [None, 1], default_value=default)
     return tf.reshape(dense, [-1])
 
 
-def _fill_value(column: Column, x: tf.SparseTensor):
+def fill_value(column: Column, x: tf.SparseTensor):
     """The value that replaces a missing one, computed by TFT analyzers where
     the policy needs the data (mean, median, most frequent)."""
     policy = column.missing.policy
@@ -132,11 +138,11 @@ def _tokens(text: tf.Tensor, separator: str) -> tf.SparseTensor:
     return tf.strings.split(lowered, sep=separator).to_sparse()
 
 
-def _as_string(x: tf.Tensor) -> tf.Tensor:
+def as_string(x: tf.Tensor) -> tf.Tensor:
     return x if x.dtype == tf.string else tf.strings.as_string(x)
 
 
-def _apply(t: Transform, x: tf.Tensor, outputs: Dict[str, tf.Tensor]) -> None:
+def apply_transform(t: Transform, x: tf.Tensor, outputs: Dict[str, tf.Tensor]) -> None:
     o = t.options
     name = t.output
     numeric = None if x.dtype == tf.string else tf.cast(x, tf.float32)
@@ -154,7 +160,7 @@ def _apply(t: Transform, x: tf.Tensor, outputs: Dict[str, tf.Tensor]) -> None:
         )
     elif t.type == "vocabulary":
         outputs[name] = tft.compute_and_apply_vocabulary(
-            _as_string(x),
+            as_string(x),
             top_k=o["top_k"],
             frequency_threshold=o["frequency_threshold"],
             num_oov_buckets=o["num_oov_buckets"],
@@ -163,7 +169,7 @@ def _apply(t: Transform, x: tf.Tensor, outputs: Dict[str, tf.Tensor]) -> None:
             name=name,
         )
     elif t.type == "hash":
-        outputs[name] = tft.hash_strings(_as_string(x), o["hash_buckets"], name=name)
+        outputs[name] = tft.hash_strings(as_string(x), o["hash_buckets"], name=name)
     elif t.type == "log1p":
         outputs[name] = tf.math.log1p(numeric, name=name)
     elif t.type == "clip":
@@ -211,8 +217,15 @@ def _filled_inputs(spec: FeatureSpec, inputs: Mapping[str, tf.SparseTensor]) -> 
     for column in spec.columns:
         with tf.name_scope(f"raw_{column.name}"):
             x = inputs[column.name]
-            filled[column.name] = _to_dense(x, _fill_value(column, x))
+            filled[column.name] = to_dense(x, fill_value(column, x))
     return filled
+
+
+def cross_tensor(cross: Cross, filled: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    """Hash bucket of the crossed (filled) values, joined as text."""
+    parts = [as_string(filled[c]) for c in cross.columns]
+    joined = tf.strings.join(parts, separator="_X_")
+    return tft.hash_strings(joined, cross.hash_buckets, name=cross.output)
 
 
 def build_preprocessing_fn(spec: FeatureSpec) -> Callable[[Mapping], Dict[str, tf.Tensor]]:
@@ -234,19 +247,17 @@ def build_preprocessing_fn(spec: FeatureSpec) -> Callable[[Mapping], Dict[str, t
         filled = _filled_inputs(spec, inputs)
         for column in spec.columns:
             for t in column.transforms:
-                _apply(t, filled[column.name], outputs)
+                apply_transform(t, filled[column.name], outputs)
         for cross in spec.crosses:
-            parts = [_as_string(filled[c]) for c in cross.columns]
-            joined = tf.strings.join(parts, separator="_X_")
-            outputs[cross.output] = tft.hash_strings(joined, cross.hash_buckets, name=cross.output)
+            outputs[cross.output] = cross_tensor(cross, filled)
         if spec.label:
-            outputs[spec.label.column] = _label(spec, filled[spec.label.column])
+            outputs[spec.label.column] = label_tensor(spec, filled[spec.label.column])
         return outputs
 
     return preprocessing_fn
 
 
-def _label(spec: FeatureSpec, y: tf.Tensor) -> tf.Tensor:
+def label_tensor(spec: FeatureSpec, y: tf.Tensor) -> tf.Tensor:
     label = spec.label
     kind = label.kind
     if kind == "regression":
@@ -290,7 +301,7 @@ def build_constants_fn(spec: FeatureSpec) -> Callable[[Mapping], Dict[str, tf.Te
             if column.missing.policy in ("mean", "median") or (
                 column.missing.policy == "constant" and column.type != "string"
             ):
-                emit(f"{column.name}/fill", _fill_value(column, inputs[column.name]))
+                emit(f"{column.name}/fill", fill_value(column, inputs[column.name]))
             if column.type == "string":
                 continue
             x = tf.cast(filled[column.name], tf.float32)
