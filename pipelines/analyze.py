@@ -20,10 +20,12 @@ import apache_beam as beam
 from pipelines.options import AnalyzeOptions, expand_runner_config
 from transforms import io as fb_io
 from transforms import provenance
-from transforms.analyze import AnalyzeToDirectory
 from transforms.outputs import StagedOutput
-from transforms.preprocessing import load_preprocessing_fn
 from transforms.spec import load_spec
+
+# transforms.analyze and transforms.preprocessing import TensorFlow/TFT (~10 s);
+# run() imports them only after the options and the spec are validated, so a
+# usage error comes back in seconds.
 
 __all__ = ["UsageError", "run", "main"]
 
@@ -50,8 +52,13 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     if problems:
         raise UsageError("; ".join(problems) + ". See `featurebridge analyze --help`.")
     spec = load_spec(opts.spec)
-    user_fn = load_preprocessing_fn(opts.preprocessing_fn) if opts.preprocessing_fn else None
     reader = fb_io.ReadRawData(opts.input, spec, opts.input_format, opts.batch_size)
+    if os.path.exists(opts.output) and not opts.overwrite:
+        StagedOutput.refuse_existing(opts.output)
+    from transforms.analyze import AnalyzeToDirectory
+    from transforms.preprocessing import load_preprocessing_fn
+
+    user_fn = load_preprocessing_fn(opts.preprocessing_fn) if opts.preprocessing_fn else None
     staged = StagedOutput(opts.output, overwrite=opts.overwrite)
     runner = options.get_all_options().get("runner") or "DirectRunner"
     total_bytes = 0

@@ -65,11 +65,11 @@ def _user_errors() -> tuple:
 
 def _pipeline_error_message(error: BaseException) -> Optional[str]:
     """Beam wraps worker exceptions; find ours in the chain or the text."""
-    from transforms.analyze import CountMismatchError, EmptyDataError
-
+    analyze = sys.modules.get("transforms.analyze")  # never import TF just to report
+    ours = (analyze.EmptyDataError, analyze.CountMismatchError) if analyze else ()
     seen = error
-    while seen is not None:
-        if isinstance(seen, (EmptyDataError, CountMismatchError)):
+    while seen is not None and ours:
+        if isinstance(seen, ours):
             return str(seen)
         seen = seen.__cause__ or seen.__context__
     text = str(error)

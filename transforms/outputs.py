@@ -41,16 +41,21 @@ class StagedOutput:
             )
         self.final_dir = os.path.abspath(final_dir)
         if os.path.exists(self.final_dir) and not overwrite:
-            raise OutputExistsError(
-                f"Output directory {final_dir!r} already exists. Choose a new --output "
-                "or pass --overwrite to replace it."
-            )
+            self.refuse_existing(final_dir)
         parent = os.path.dirname(self.final_dir)
         os.makedirs(parent, exist_ok=True)
         name = os.path.basename(self.final_dir)
         self.path = os.path.join(parent, f".{name}.staging-{uuid.uuid4().hex[:12]}")
         os.makedirs(self.path)
         self._overwrite = overwrite
+
+    @staticmethod
+    def refuse_existing(final_dir: str) -> None:
+        """Raises the error for an existing output (callers may check early)."""
+        raise OutputExistsError(
+            f"Output directory {final_dir!r} already exists. Choose a new --output "
+            "or pass --overwrite to replace it."
+        )
 
     def commit(self) -> str:
         """Moves the staged directory into place; returns the final path."""
