@@ -24,8 +24,9 @@ SPEC = """
 label: {column: y, kind: binary}
 columns:
   - {name: id, type: float, transforms: [identity]}
-  - {name: a, type: float, missing: mean, transforms: [zscore, {type: bucketize, num_buckets: 4}]}
-  - {name: b, type: float, missing: {constant: -1.5}, transforms: [zscore, log1p]}
+  - {name: a, type: float, missing: mean, transforms: [zscore, {type: bucketize, num_buckets: 4}, {type: min_max, output_min: -1, output_max: 1}]}
+  - {name: b, type: float, missing: {constant: -1.5}, transforms: [zscore, log1p, scale_0_1]}
+  - {name: c, type: float, transforms: [scale_0_1]}
   - {name: q, type: float, transforms: [{type: bucketize, num_buckets: 10}]}
   - {name: n, type: int, missing: {constant: 3}, transforms: [zscore, {type: vocabulary, top_k: 5}]}
   - {name: s, type: string, transforms: [{type: vocabulary, top_k: 25, num_oov_buckets: 1}, {type: hash, hash_buckets: 7}]}
@@ -38,7 +39,7 @@ crosses:
 
 def _csv(path: str) -> None:
     rng = np.random.default_rng(7)
-    lines = ["id,a,b,q,n,s,t,y"]
+    lines = ["id,a,b,c,q,n,s,t,y"]
     for i in range(ROWS):
         a = "" if rng.random() < 0.1 else f"{rng.normal(5, 2):.4f}"
         b = "" if rng.random() < 0.05 else f"{rng.lognormal(0, 1):.4f}"
@@ -46,7 +47,8 @@ def _csv(path: str) -> None:
         n = "" if rng.random() < 0.05 else str(int(rng.integers(0, 12)))
         s = f"s{int(rng.zipf(1.3)) % 60}"  # many ties at the top_k cut
         t = "" if rng.random() < 0.2 else rng.choice(["x", "y", "z", "w w"])
-        lines.append(f"{i},{a},{b},{q},{n},{s},{t},{int(rng.random() < 0.3)}")
+        c = "2.5"  # one distinct value: TFT's min >= max branch (sigmoid)
+        lines.append(f"{i},{a},{b},{c},{q},{n},{s},{t},{int(rng.random() < 0.3)}")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -78,8 +80,8 @@ def test_fast_path_refuses_specs_it_does_not_cover():
     from transforms.fast_analyze import build_fast_preprocessing_fn
     from transforms.spec import FeatureSpec
 
-    spec = FeatureSpec.from_text("columns:\n  - {name: a, type: float, transforms: [scale_0_1]}\n")
-    with pytest.raises(ValueError, match="does not cover this spec: transform 'scale_0_1'"):
+    spec = FeatureSpec.from_text("columns:\n  - {name: a, type: string, transforms: [{type: tfidf, vocab_size: 5}]}\n")
+    with pytest.raises(ValueError, match="does not cover this spec: transform 'tfidf'"):
         build_fast_preprocessing_fn(spec)
 
 
@@ -170,6 +172,7 @@ raw = {
     "id": sp([1.0, 2.0, 3.0], tf.float32),
     "a": sp([None, 4.0, 100.0], tf.float32),
     "b": sp([0.5, None, 2.0], tf.float32),
+    "c": sp([2.5, None, -7.0], tf.float32),
     "q": sp([0.0, 3.0, 50.0], tf.float32),
     "n": sp([None, 4, 99], tf.int64),
     "s": sp([b"s1", b"never-seen", b"s3"], tf.string),

@@ -20,8 +20,9 @@ its outputs equal plain TFT's up to float rounding and the quantile sketch's
 error bound. The same combine writes ``_constants_fn/constants.json`` for
 `transforms.constants`, so no second analysis pass is needed.
 
-Specs using anything else (median / most-frequent fills, min/max scaling,
-text transforms, multiclass string labels, a user's preprocessing_fn) go
+Min/max scaling (scale_0_1, min_max) takes min and max from the same combine
+and applies TFT's formula. Specs using anything else (median / most-frequent
+fills, text transforms, multiclass string labels, a user's preprocessing_fn) go
 through the plain TFT path: see `fast_path_unsupported`.
 """
 
@@ -49,7 +50,8 @@ __all__ = ["CONSTANTS_JSON", "build_fast_preprocessing_fn", "fast_path_unsupport
 
 CONSTANTS_JSON = "constants.json"  # inside CONSTANTS_FN_DIR, read by transforms.constants
 _NO_ANALYZER = ("hash", "log1p", "clip", "identity")
-_FAST_ANALYZER = ("zscore", "bucketize", "vocabulary")
+_FAST_ANALYZER = ("zscore", "bucketize", "vocabulary", "scale_0_1", "min_max")
+_MIN_MAX = ("scale_0_1", "min_max")
 # TFT drops these tokens from text vocabularies (analyzers._EMPTY_STRING_OR_NEWLINE_CHARS_REGEX).
 _TOKEN_DROP_REGEX = r"^$|[\n\r]"
 
@@ -87,7 +89,7 @@ class _Plan:
         self.vocab: List[Tuple[str, str, Optional[int]]] = []  # (column, output, top_k)
         for c in spec.columns:
             wants = [(t.type, t.output, t.options.get("num_buckets", 0)) for t in c.transforms
-                     if t.type in ("zscore", "bucketize")]
+                     if t.type in ("zscore", "bucketize") + _MIN_MAX]
             mean_fill = c.missing.policy == "mean"
             if wants or mean_fill:
                 self.numeric.append((c.name, mean_fill, wants))
@@ -106,6 +108,8 @@ class _Plan:
             for kind, output, buckets in wants:
                 if kind == "zscore":
                     self.outputs += [(f"{output}/mean", tf.float32, [], None), (f"{output}/var", tf.float32, [], None)]
+                elif kind in _MIN_MAX:
+                    self.outputs += [(f"{output}/min", tf.float32, [], None), (f"{output}/max", tf.float32, [], None)]
                 else:
                     self.outputs.append((f"{output}/boundaries", tf.float32, [1, buckets - 1], None))
         for _, output, _ in self.vocab:
@@ -115,11 +119,13 @@ class _Plan:
 
 
 class _Accumulator:
-    __slots__ = ("rows", "moments", "sketches", "counts")
+    __slots__ = ("rows", "moments", "extremes", "sketches", "counts")
 
     def __init__(self, plan: _Plan, quantile_combiners):
         self.rows = 0
         self.moments = [np.zeros(3) for _ in plan.numeric]  # count, mean, M2 (float64)
+        # min, max of the float32 analyzer inputs (kept as float32: what tft.min/tft.max see)
+        self.extremes = [np.array([np.inf, -np.inf], np.float32) for _ in plan.numeric]
         self.sketches = [[q.create_accumulator() for q in qs] for qs in quantile_combiners]
         self.counts: List[List[pa.Table]] = [[] for _ in plan.vocab]
 
@@ -155,6 +161,7 @@ class _StatsCombineFn(beam.CombineFn):
             ]
             for _, _, wants in plan.numeric
         ]
+        self._wants_extremes = [any(kind in _MIN_MAX for kind, _, _ in wants) for _, _, wants in plan.numeric]
 
     def create_accumulator(self):
         return _Accumulator(self._plan, self._quantile_combiners)
@@ -167,6 +174,11 @@ class _StatsCombineFn(beam.CombineFn):
             if values.size:
                 mean = values.mean()
                 acc.moments[i] = _merge_moments(acc.moments[i], np.array([values.size, mean, ((values - mean) ** 2).sum()]))
+                if self._wants_extremes[i]:
+                    as_f32 = np.asarray(batch[offset + i], np.float32)
+                    acc.extremes[i] = np.array(
+                        [min(acc.extremes[i][0], as_f32.min()), max(acc.extremes[i][1], as_f32.max())], np.float32
+                    )
             for q, sketch in zip(self._quantile_combiners[i], acc.sketches[i]):
                 q.add_input(sketch, [batch[offset + i].astype(np.float32, copy=False)])
         offset += len(self._plan.numeric)
@@ -187,6 +199,10 @@ class _StatsCombineFn(beam.CombineFn):
             result.rows += acc.rows
             for i in range(len(result.moments)):
                 result.moments[i] = _merge_moments(result.moments[i], acc.moments[i])
+                result.extremes[i] = np.array(
+                    [min(result.extremes[i][0], acc.extremes[i][0]), max(result.extremes[i][1], acc.extremes[i][1])],
+                    np.float32,
+                )
                 for q, (mine, theirs) in zip(self._quantile_combiners[i], zip(result.sketches[i], acc.sketches[i])):
                     q.merge_accumulators([mine, theirs])
             for j in range(len(result.counts)):
@@ -257,6 +273,12 @@ class _SpecStats(tft_beam.experimental.PTransformAnalyzer):
                 if kind == "zscore":
                     values[f"{output}/mean"] = np.float32(f_mean)
                     values[f"{output}/var"] = np.float32(f_m2 / total if total else 0.0)
+                elif kind in _MIN_MAX:
+                    low, high = acc.extremes[i]
+                    if missing:  # the filled values include the fill itself
+                        low, high = min(low, fill), max(high, fill)
+                    values[f"{output}/min"] = np.float32(low)
+                    values[f"{output}/max"] = np.float32(high)
                 else:
                     q = combiners[i][q_index]
                     sketch = acc.sketches[i][q_index]
@@ -316,21 +338,16 @@ def build_fast_preprocessing_fn(spec: FeatureSpec, constants_path: Optional[str]
             for t in column.transforms:
                 if t.type == "zscore":
                     outputs[t.output] = _z_score(tf.cast(x, tf.float32), got[f"{t.output}/mean"], got[f"{t.output}/var"], t.output)
+                elif t.type in _MIN_MAX:
+                    low, high = (0.0, 1.0) if t.type == "scale_0_1" else (t.options["output_min"], t.options["output_max"])
+                    outputs[t.output] = _scale_min_max(
+                        tf.cast(x, tf.float32), got[f"{t.output}/min"], got[f"{t.output}/max"], low, high, t.output
+                    )
                 elif t.type == "bucketize":
                     outputs[t.output] = tft.apply_buckets(tf.cast(x, tf.float32), got[f"{t.output}/boundaries"], name=t.output)
                 elif t.type == "vocabulary":
-                    # TFT's own lookup for a text vocabulary stored with frequencies,
-                    # exactly as tft.compute_and_apply_vocabulary applies it.
-                    # compute_and_apply_vocabulary escapes spaces in the input too.
-                    outputs[t.output] = tft_mappers._apply_vocabulary_internal(  # pylint: disable=protected-access
-                        tf_utils.maybe_format_vocabulary_input(fb_pre.as_string(x)),
-                        got[f"{t.output}/vocabulary"],
-                        -1,
-                        t.options["num_oov_buckets"],
-                        lookup_fn=None,
-                        store_frequency=True,
-                        file_format="text",
-                        name=t.output,
+                    outputs[t.output] = _apply_frequency_vocabulary(
+                        fb_pre.as_string(x), got[f"{t.output}/vocabulary"], t.options["num_oov_buckets"], t.output
                     )
                 else:
                     fb_pre.apply_transform(t, x, outputs)
@@ -373,3 +390,43 @@ def _z_score(x: tf.Tensor, mean: tf.Tensor, var: tf.Tensor, name: str) -> tf.Ten
         numerator = x - mean
         denominator = tf.sqrt(var)
         return tf.where(tf.not_equal(denominator, 0), tf.divide(numerator, denominator), numerator)
+
+
+def _scale_min_max(x: tf.Tensor, low_x: tf.Tensor, high_x: tf.Tensor, output_min: float, output_max: float,
+                   name: str) -> tf.Tensor:
+    """tft.scale_by_min_max's formula (tft.scale_to_0_1 is output range [0, 1]):
+    (x - min) / (max - min) projected on the range, or sigmoid(x) projected when
+    min >= max (one distinct value). TFT has no public "apply" half for it."""
+    with tf.name_scope(name):
+        numerator = x - low_x
+        scaled = tf.where(
+            tf.cast(tf.zeros_like(numerator) + tf.cast(low_x < high_x, numerator.dtype), tf.bool),
+            numerator / (high_x - low_x),
+            tf.math.sigmoid(x),
+        )
+        return scaled * (output_max - output_min) + output_min
+
+
+def _apply_frequency_vocabulary(x: tf.Tensor, vocabulary_file: tf.Tensor, num_oov_buckets: int, name: str) -> tf.Tensor:
+    """Token ids from a text vocabulary stored WITH frequencies ("count token"
+    lines), exactly as tft.compute_and_apply_vocabulary(store_frequency=True)
+    maps them: same table construction, OOV hashing, space escaping and
+    schema annotation (min/max id, bucket count).
+
+    The only private TFT call in featurebridge, kept here on purpose: TFT's
+    public `tft.apply_vocabulary` has no `store_frequency` argument, so it
+    would read a whole "count token" line as the key; its `lookup_fn` hook
+    would mean re-implementing TFT's table and annotations. The vocabulary
+    files must keep frequencies because plain TFT writes them so (identical
+    files, see tests/test_fast_path.py) and constants.json reads the counts.
+    """
+    return tft_mappers._apply_vocabulary_internal(  # pylint: disable=protected-access
+        tf_utils.maybe_format_vocabulary_input(x),  # compute_and_apply_vocabulary escapes spaces too
+        vocabulary_file,
+        -1,
+        num_oov_buckets,
+        lookup_fn=None,
+        store_frequency=True,
+        file_format="text",
+        name=name,
+    )
