@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow_insecure_remote", action="store_true",
                    help="allow a non-loopback --host without a token (trusted networks only)")
     p.add_argument("--port_file", default=None, help="write the bound port here once listening")
+    p.add_argument(
+        "--allowed_root",
+        action="append",
+        default=[],
+        help="confine callers' output_dir/analyzed_dir/model_dir to this directory (repeatable); "
+        "recommended whenever the service listens beyond loopback",
+    )
     return p
 
 
@@ -86,6 +93,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> ServerConfig:
         tls_key=args.tls_key,
         allow_insecure_remote=args.allow_insecure_remote,
         port_file=args.port_file,
+        allowed_roots=tuple(os.path.abspath(r) for r in args.allowed_root),
     )
     config.validate()
     return config

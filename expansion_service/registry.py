@@ -15,6 +15,7 @@ Configuration values must be strings (Row-encodable data, never callables).
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Dict, Mapping, NamedTuple, Sequence, Tuple, Type
 
 __all__ = [
@@ -92,20 +93,45 @@ class Entry:
                 )
         return {name: values[name] for name in self.fields}
 
-    def build(self, values: Mapping[str, object]):
+    def build(self, values: Mapping[str, object], allowed_roots: Sequence[str] = ()):
         """Constructs the PTransform (validating the configuration in its constructor).
 
+        Args:
+          values: the configuration row as a dict.
+          allowed_roots: when non-empty, every directory field (``*_dir``) must
+            resolve, symlinks followed, to a path inside one of these.
+
         Raises:
-          RegistryError: bad configuration fields.
+          RegistryError: bad configuration fields, or a directory outside the roots.
           SpecError, OutputExistsError, ValueError: the stage rejects the values.
         """
         config = self.check_config(values)
+        if allowed_roots:
+            check_directories(self.identifier, config, allowed_roots)
         from transforms import xlang
 
         cls = xlang.XLANG_CLASSES.get(self.class_name)
         if cls is None:
             raise RegistryError(f"{self.identifier} is not available in this build of featurebridge.")
         return cls(**config)
+
+
+def check_directories(identifier: str, config: Mapping[str, str], allowed_roots: Sequence[str]) -> None:
+    """Refuses directory fields outside the service's allowed roots.
+
+    Raises:
+      RegistryError: naming the field and the allowed roots (not the resolved path).
+    """
+    roots = [os.path.realpath(r) for r in allowed_roots]
+    for name, value in config.items():
+        if not name.endswith("_dir"):
+            continue
+        resolved = os.path.realpath(value)
+        if not any(resolved == r or resolved.startswith(r.rstrip(os.sep) + os.sep) for r in roots):
+            raise RegistryError(
+                f"{identifier}: configuration field {name!r} is outside the directories this "
+                f"service allows ({list(allowed_roots)}); use a path under one of them."
+            )
 
 
 ENTRIES: Tuple[Entry, ...] = (

@@ -33,7 +33,7 @@ import time
 import uuid
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -242,8 +242,10 @@ def _row_to_dict(row) -> Dict[str, object]:
     return dict(row._asdict())
 
 
-def build_transform(transform_proto):
-    """The PTransform for an allowlisted request, or RefusedError."""
+def build_transform(transform_proto, allowed_roots: Sequence[str] = ()):
+    """The PTransform for an allowlisted request, or RefusedError.
+
+    `allowed_roots`, when given, confines every directory in the configuration."""
     from apache_beam.portability.api import external_transforms_pb2
 
     from expansion_service import registry
@@ -257,7 +259,7 @@ def build_transform(transform_proto):
             raise RefusedError("the SchemaTransformPayload is not a valid protobuf message.") from None
         entry = registry.by_identifier(st.identifier)
         row = _decode_row(st.configuration_schema, st.configuration_row, f"the configuration of {st.identifier}")
-        return entry, entry.build(_row_to_dict(row))
+        return entry, entry.build(_row_to_dict(row), allowed_roots)
     if urn == registry.FQN_URN:
         try:
             ext = external_transforms_pb2.ExternalConfigurationPayload.FromString(payload)
@@ -270,7 +272,7 @@ def build_transform(transform_proto):
         entry = registry.by_class_name(constructor)
         args = tuple(getattr(row, "args", None) or ())
         kwargs = _row_to_dict(getattr(row, "kwargs", None))
-        return entry, entry.build(registry.fqn_config(entry, args, kwargs))
+        return entry, entry.build(registry.fqn_config(entry, args, kwargs), allowed_roots)
     raise RefusedError(
         f"transform URN {urn[:120]!r} is not accepted (pickled transforms and arbitrary "
         f"Python are never run here); use {registry.SCHEMA_TRANSFORM_URN} with one of "
@@ -457,10 +459,11 @@ def _safe_error(request_id: str, error: BaseException) -> str:
 class ExpansionServicer:
     """Expand + DiscoverSchemaTransform for the allowlisted stages."""
 
-    def __init__(self, environment, options=None):
+    def __init__(self, environment, options=None, allowed_roots: Sequence[str] = ()):
         from apache_beam.options.pipeline_options import PipelineOptions
 
         self._environment = environment
+        self._allowed_roots = tuple(allowed_roots)
         self._options = options or PipelineOptions(sdk_location="container")
 
     def Expand(self, request, context=None):
@@ -486,7 +489,7 @@ class ExpansionServicer:
         # Components first (nothing of the caller's is decoded before it is
         # checked), then the payload, whose constructor validates the config.
         pruned = prune_request(request)
-        entry, transform = build_transform(request.transform)
+        entry, transform = build_transform(request.transform, self._allowed_roots)
         _LOG.info("[%s] Expand %s (%s) namespace=%s", rid, entry.identifier, request.transform.spec.urn, request.namespace)
         dropped = dict(request.output_coder_requests)
         if dropped:
@@ -717,6 +720,8 @@ class ServerConfig:
       tls_cert, tls_key: PEM files for a TLS server certificate.
       allow_insecure_remote: listen beyond loopback without a token (trusted networks only).
       port_file: where to write the bound port once listening (for supervisors and tests).
+      allowed_roots: when non-empty, callers' output_dir/analyzed_dir/model_dir must lie
+        under one of these directories.
     """
 
     host: str = "127.0.0.1"
@@ -734,6 +739,7 @@ class ServerConfig:
     tls_key: Optional[str] = None
     allow_insecure_remote: bool = False
     port_file: Optional[str] = None
+    allowed_roots: Tuple[str, ...] = ()
     work_dir: Optional[str] = field(default=None, repr=False)
 
     def validate(self) -> None:
@@ -802,7 +808,9 @@ class ExpansionServer:
             options=options,
             maximum_concurrent_rpcs=c.max_concurrent_rpcs,
         )
-        beam_expansion_api_pb2_grpc.add_ExpansionServiceServicer_to_server(ExpansionServicer(environment), self._server)
+        beam_expansion_api_pb2_grpc.add_ExpansionServiceServicer_to_server(
+            ExpansionServicer(environment, allowed_roots=c.allowed_roots), self._server
+        )
         beam_artifact_api_pb2_grpc.add_ArtifactRetrievalServiceServicer_to_server(ArtifactServicer(self.store), self._server)
         self._health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)

@@ -516,7 +516,9 @@ TOKEN = "s3cret-token-for-tests"
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("limited"))
+    os.makedirs(os.path.join(tmp, "allowed"))
     with start_server(tmp, "--environment", "embedded", "--no_stage_project", "--max_concurrent_rpcs", "2",
+                      "--allowed_root", os.path.join(tmp, "allowed"),
                       "--max_message_bytes", str(1 << 20), "--grace_seconds", "60",
                       env={"FEATUREBRIDGE_EXPANSION_TOKEN": TOKEN}, name="limited") as s:
         yield s
@@ -539,6 +541,16 @@ def test_token_is_required_when_configured(limited):
     assert len(_discover(limited.address).schema_transform_configs) == 3
     assert health_status(limited.address) == health_pb2.HealthCheckResponse.SERVING  # probes need no token
     assert TOKEN not in limited.log()
+
+
+def test_directories_outside_the_allowed_roots_are_refused(limited, tmp_path):
+    for outside in ["/etc", str(tmp_path / "o"), "/tmp/../etc/x"]:
+        resp = expand(limited.address, expansion_request(schema_transform_spec(ANALYZE_ID, spec=SPEC, output_dir=outside)), token=TOKEN)
+        assert "'output_dir' is outside the directories this service allows" in resp.error, resp.error
+        assert_safe(resp.error)
+    resp = expand(limited.address, expansion_request(schema_transform_spec(TRANSFORM_ID, analyzed_dir="/etc")), token=TOKEN)
+    assert "'analyzed_dir' is outside the directories this service allows" in resp.error
+    assert health_status(limited.address) == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_oversized_messages_are_refused(limited):
@@ -613,7 +625,8 @@ def test_more_concurrent_requests_than_the_bound_get_resource_exhausted(limited)
 
 def test_sigterm_drains_in_flight_requests_then_exits(limited, tmp_path):
     """Last test of the module on `limited`: it stops the server."""
-    request = expansion_request(schema_transform_spec(ANALYZE_ID, spec=SPEC, output_dir=str(tmp_path / "drain")))
+    allowed = os.path.join(os.path.dirname(limited.log_path), "allowed")  # the server's --allowed_root
+    request = expansion_request(schema_transform_spec(ANALYZE_ID, spec=SPEC, output_dir=os.path.join(allowed, "drain")))
     result = {}
 
     def call():
