@@ -283,3 +283,27 @@ def test_cli_errors_say_what_to_do(tmp_path):
     assert empty.returncode != 0
     assert "The input has no data rows" in empty.stderr, empty.stderr[-2000:]
     assert not (tmp_path / "o").exists()
+
+
+def test_users_own_preprocessing_fn(tmp_path):
+    spec = "columns:\n  - {name: x, type: float, missing: {constant: 0}}\n  - {name: s, type: string, transforms: [vocabulary]}\n"
+    result = analyze_and_check(
+        str(tmp_path), spec, "x,s\n1,a\n2,b\n6,a\n",
+        extra_argv=["--preprocessing_fn", "tests.user_preprocessing:preprocessing_fn"], name="user",
+    )
+    assert result.transformed["x_centered"] == [-2.0, -1.0, 3.0]
+    assert result.transformed["s_id"] == [0, 1, 0]
+    assert result.constants["preprocessing_fn"] == "custom"
+    assert result.constants["vocabularies"]["user_s"]["lines"] == 2
+    assert result.manifest["preprocessing_fn"] == "tests.user_preprocessing:preprocessing_fn"
+
+
+def test_bad_preprocessing_fn_references_fail_before_the_pipeline(tmp_path):
+    from transforms.preprocessing import load_preprocessing_fn
+
+    with pytest.raises(ValueError, match=r"must look like 'package.module:function'; got 'nocolon'"):
+        load_preprocessing_fn("nocolon")
+    with pytest.raises(ValueError, match=r"Cannot import module 'no_such_module_xyz'.*PYTHONPATH"):
+        load_preprocessing_fn("no_such_module_xyz:fn")
+    with pytest.raises(ValueError, match=r"has no callable 'not_callable'"):
+        load_preprocessing_fn("tests.user_preprocessing:not_callable")

@@ -238,7 +238,8 @@ class _Finalize(beam.DoFn):
     """Runs once after every write: reconciles counts, writes constants.json and
     manifest.json, and moves the staged directory into place."""
 
-    def __init__(self, spec_json, staging, final_dir, manifest_base, commit):
+    def __init__(self, spec_json, staging, final_dir, manifest_base, commit, custom_fn=False):
+        self._custom_fn = custom_fn
         self._spec_json = spec_json
         self._staging = staging
         self._final_dir = final_dir
@@ -271,7 +272,7 @@ class _Finalize(beam.DoFn):
                 f"{used_rows} rows went into TFT but {transformed_rows} transformed "
                 "examples were written. This is a bug in featurebridge; please report it."
             )
-        payload = fb_constants.compute_constants(self._staging, spec)
+        payload = fb_constants.compute_constants(self._staging, spec, custom_preprocessing_fn=self._custom_fn)
         provenance.write_json_atomic(os.path.join(self._staging, "constants.json"), payload)
         shutil.rmtree(os.path.join(self._staging, CONSTANTS_FN_DIR), ignore_errors=True)
         shutil.rmtree(os.path.join(self._staging, "_tmp"), ignore_errors=True)
@@ -359,6 +360,7 @@ class AnalyzeToDirectory(beam.PTransform):
             self._final_dir,
             self._manifest,
             commit=self._final_dir is not None,
+            custom_fn=self._user_fn is not None,
         )
         return (
             batches.pipeline

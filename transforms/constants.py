@@ -77,23 +77,52 @@ def _evaluate_constants(constants_dir: str, spec: FeatureSpec) -> Dict[str, List
     return values
 
 
+def _custom_fn_constants(output_dir: str, spec: FeatureSpec) -> Dict[str, object]:
+    assets = os.path.join(output_dir, "transform_fn", "assets")
+    vocabularies = {}
+    if os.path.isdir(assets):
+        for name in sorted(os.listdir(assets)):
+            path = os.path.join(assets, name)
+            with tf.io.gfile.GFile(path, "rb") as f:
+                size = sum(1 for _ in f)
+            vocabularies[name] = {"vocabulary_file": os.path.relpath(path, output_dir), "lines": size}
+    return {
+        "preprocessing_fn": "custom",
+        "note": "Analyzer results of a custom preprocessing_fn are baked into transform_fn; "
+        "only its vocabulary files are listed here.",
+        "columns": {c.name: {"type": c.type} for c in spec.columns},
+        "features": {},
+        "vocabularies": vocabularies,
+    }
+
+
 def _finite(x: float) -> Optional[float]:
     return x if math.isfinite(x) else None
 
 
-def compute_constants(output_dir: str, spec: FeatureSpec, top_entries: int = 20) -> Dict[str, object]:
+def compute_constants(
+    output_dir: str,
+    spec: FeatureSpec,
+    top_entries: int = 20,
+    custom_preprocessing_fn: bool = False,
+) -> Dict[str, object]:
     """Builds the constants.json payload for an analyzed directory.
 
     Args:
       output_dir: a directory holding transform_fn/ (and _constants_fn/ for a spec run).
       spec: the spec used for the analysis.
       top_entries: how many top vocabulary entries to list, with counts.
+      custom_preprocessing_fn: the transform_fn came from a user's
+        preprocessing_fn, so the spec's transforms do not describe it: only the
+        raw columns and the vocabulary files TFT wrote are listed.
 
     Returns:
       {"columns": {name: {missing_policy, fill_value?}},
        "features": {output: {transform, column, ...}}, "label": {...}}.
     """
     tft_output = tft.TFTransformOutput(output_dir)
+    if custom_preprocessing_fn:
+        return _custom_fn_constants(output_dir, spec)
     constants_dir = os.path.join(output_dir, CONSTANTS_FN_DIR)
     numeric = _evaluate_constants(constants_dir, spec) if os.path.isdir(constants_dir) else {}
 
