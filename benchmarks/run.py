@@ -153,23 +153,24 @@ def _fmt_rate(r: Optional[Dict[str, object]]) -> str:
         return f"skipped: {r['skipped']}"
     if "error" in r:
         return f"error: {r['error']}"
-    return f"{r['rows_per_s'] / 1e3:,.1f}k rows/s, {r['work_s']:.1f} s, {r['peak_rss_mb']:,.0f} MB"
+    cpu = f", {r['cpu_s']:.0f} s CPU" if "cpu_s" in r else ""
+    died = " (†)" if "exit_note" in r else ""  # died after writing its result; see the note below the table
+    return f"{r['rows_per_s'] / 1e3:,.1f}k rows/s, {r['work_s']:.1f} s{cpu}, {r['peak_rss_mb']:,.0f} MB{died}"
 
 
 def table(results: Dict[str, Dict[int, Dict[str, object]]], sizes: List[int]) -> str:
-    head = "| approach | " + " | ".join(f"{s:,} rows: rows/s, wall, peak RSS | x featurebridge" for s in sizes) + " |"
+    head = "| approach | " + " | ".join(
+        f"{s:,} rows: rows/s, work wall, process CPU, peak RSS | featurebridge speed-up" for s in sizes) + " |"
     sep = "|---|" + "---|---|" * len(sizes)
     lines = [head, sep]
-    for name in [n for n in ORDER + sorted(results) if n in results]:
-        if name in [l.split("|")[1].strip() for l in lines[2:]]:
-            continue
+    for name in [n for n in dict.fromkeys(ORDER + sorted(results)) if n in results]:
         cells = []
         for s in sizes:
             r = results[name].get(s)
             fb = results.get("featurebridge", {}).get(s)
             ratio = ""
             if r and fb and "rows_per_s" in r and "rows_per_s" in fb:
-                ratio = f"{r['rows_per_s'] / fb['rows_per_s']:.2f}"
+                ratio = f"{fb['rows_per_s'] / r['rows_per_s']:.2f}x"  # > 1: featurebridge is faster
             cells.append(f"{_fmt_rate(r)} | {ratio}")
         lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -198,7 +199,19 @@ def main(argv=None) -> int:
     parser.add_argument("--no-cold-start", action="store_true")
     parser.add_argument("--no-serving", action="store_true", help="skip the serving latency measurement")
     parser.add_argument("--write-results", action="store_true", help="replace the generated block in RESULTS.md")
+    parser.add_argument("--from-json", metavar="RESULTS_JSON",
+                        help="re-render a saved benchmarks/out/results-*.json (no runs); with --write-results")
     args = parser.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        info = saved["info"]
+        results = {n: {int(k): v for k, v in r.items()} for n, r in saved["results"].items()}
+        md = table(results, info["sizes"])
+        print(md)
+        if args.write_results:
+            _write_block(info, md)
+        return 0
     mode_name = "full" if args.full else "quick"
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
         [200_000, 1_000_000, 5_000_000] if args.full else [50_000, 200_000])
@@ -266,6 +279,8 @@ def _write_block(info, md) -> None:
         "",
         md,
         "",
+        ("(†) exited with a signal after writing its result (TensorFlow/Beam teardown); its work time stands."
+         if "(†)" in md else ""),
         (f"Cold start, 1k-row CSV, `{info['cold_start']['command']}`: {info['cold_start']['wall_s']:.1f} s "
          f"command to result, {info['cold_start']['peak_rss_mb']:,.0f} MB peak RSS." if "cold_start" in info else ""),
         (f"Serving latency (`python -m benchmarks.serving`): {info['serving']['summary']}"
