@@ -119,6 +119,12 @@ class AnalyzeAndTransform(beam.PTransform):
         return {"transformed_rows": shards, "written": written}
 
 
+# zlib level of the transformed shards. Level 1 instead of the default 6:
+# at 1M rows of the issue-6 benchmark it cut the job's CPU time by ~7 s (of 34 s)
+# for files ~22% larger (77 vs 63 MB); readers see no difference.
+_GZIP_LEVEL = 1
+
+
 class _EncodeAndWriteBundle(beam.DoFn):
     """Transformed RecordBatches -> serialized tf.Examples (TFT's C++ encoder,
     a whole batch per call) -> one gzip TFRecord file per bundle under
@@ -148,7 +154,9 @@ class _EncodeAndWriteBundle(beam.DoFn):
         if self._writer is None:
             tf.io.gfile.makedirs(self._temp_dir)
             self._path = os.path.join(self._temp_dir, f"{uuid.uuid4().hex}.tfrecord.gz")
-            self._writer = tf.io.TFRecordWriter(self._path, tf.io.TFRecordOptions(compression_type="GZIP"))
+            self._writer = tf.io.TFRecordWriter(
+                self._path, tf.io.TFRecordOptions(compression_type="GZIP", compression_level=_GZIP_LEVEL)
+            )
         for example in self._encoder.encode(batch):
             self._writer.write(example)
         self._rows += batch.num_rows
