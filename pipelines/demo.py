@@ -38,6 +38,12 @@ class DemoArgs:
         parser.add_argument("--epochs", type=int, default=5, help="Training epochs (default 5).")
         parser.add_argument("--model", default="wide_and_deep", choices=["linear", "dnn", "wide_and_deep"])
         parser.add_argument("--seed", type=int, default=7, help="Data seed (default 7).")
+        parser.add_argument(
+            "--dirty_rows",
+            type=int,
+            default=12,
+            help="Sample rows broken on purpose, to show rejected/ at work (default 12).",
+        )
 
 
 OPTIONS = DemoArgs
@@ -87,7 +93,9 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
             )
         shutil.rmtree(out)
     data_dir = os.path.join(out, "data")
-    written = write_sample_data(data_dir, args.rows, num_files=args.files, seed=args.seed)
+    written = write_sample_data(
+        data_dir, args.rows, num_files=args.files, seed=args.seed, dirty_rows=args.dirty_rows
+    )
     _LOG.info("Wrote %d sample rows in %d CSV files and spec.yaml to %s", args.rows, args.files, data_dir)
     summary = run_job.run(
         [
@@ -100,7 +108,12 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
             *beam_flags,
         ]
     )
-    summary["data"] = {"dir": data_dir, "rows": args.rows, "spec": written["spec"]}
+    summary["data"] = {
+        "dir": data_dir,
+        "rows": args.rows,
+        "spec": written["spec"],
+        "dirty_rows_per_file": written["dirty_rows_per_file"],
+    }
     return summary
 
 

@@ -145,22 +145,37 @@ def generate_rows(num_rows: int, seed: int = 7) -> Dict[str, List[object]]:
     }
 
 
+# How a dirty row is broken, in turn; each is a reason analyze must reject it for.
+_DIRTY_KINDS = (
+    ("age", "n/a"),            # not a valid float
+    ("purchased", ""),         # missing label: the spec rejects the row
+    ("basket_value", "-3.5"),  # log1p needs values greater than -1
+    (None, None),              # a truncated line: too few fields
+    ("pages_viewed", "2.5"),   # not a valid int
+)
+
+
 def write_sample_data(
-    output_dir: str, num_rows: int, num_files: int = 4, seed: int = 7
+    output_dir: str, num_rows: int, num_files: int = 4, seed: int = 7, dirty_rows: int = 0
 ) -> Dict[str, object]:
     """Writes `num_rows` rows as `num_files` CSV files plus spec.yaml.
 
     Rows are dealt to files in order, so the last file can serve as a
-    held-out part. Missing values are empty cells.
+    held-out part. Missing values are empty cells. `dirty_rows` rows, at
+    seeded positions, are broken the way real exports break (text in a number
+    column, a missing label, an impossible value, a truncated line), so the
+    rejected-rows path has something to show.
 
     Args:
       output_dir: created if needed; files inside it are overwritten.
       num_rows: total rows (>= num_files).
       num_files: how many CSV files to split them over.
       seed: the random seed.
+      dirty_rows: how many rows to break (0 <= dirty_rows <= num_rows).
 
     Returns:
-      {"files": [csv paths], "spec": spec path, "rows": num_rows}.
+      {"files": [csv paths], "spec": spec path, "rows": num_rows,
+       "dirty_rows_per_file": [count per file]}.
 
     Raises:
       ValueError: if num_rows < num_files or num_files < 1.
@@ -170,20 +185,32 @@ def write_sample_data(
             f"Need at least one row per file; got num_rows={num_rows}, num_files={num_files}. "
             "Ask for more rows (--rows)."
         )
+    if not 0 <= dirty_rows <= num_rows:
+        raise ValueError(f"dirty_rows must be between 0 and num_rows ({num_rows}); got {dirty_rows}.")
     os.makedirs(output_dir, exist_ok=True)
     data = generate_rows(num_rows, seed)
     names = list(data)
+    dirty_at = np.random.default_rng(seed + 1).choice(num_rows, size=dirty_rows, replace=False)
+    dirty = {int(i): _DIRTY_KINDS[k % len(_DIRTY_KINDS)] for k, i in enumerate(sorted(dirty_at))}
     bounds = np.linspace(0, num_rows, num_files + 1).astype(int)
-    files = []
+    files, dirty_per_file = [], []
     for part in range(num_files):
         path = os.path.join(output_dir, f"sessions-{part:02d}.csv")
         with open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(names)
             for i in range(bounds[part], bounds[part + 1]):
-                writer.writerow(["" if data[c][i] is None else data[c][i] for c in names])
+                row = ["" if data[c][i] is None else data[c][i] for c in names]
+                if i in dirty:
+                    column, value = dirty[i]
+                    if column is None:
+                        row = row[:3]
+                    else:
+                        row[names.index(column)] = value
+                writer.writerow(row)
         files.append(path)
+        dirty_per_file.append(sum(1 for i in dirty if bounds[part] <= i < bounds[part + 1]))
     spec_path = os.path.join(output_dir, "spec.yaml")
     with open(spec_path, "w", encoding="utf-8") as f:
         f.write(SAMPLE_SPEC)
-    return {"files": files, "spec": spec_path, "rows": num_rows}
+    return {"files": files, "spec": spec_path, "rows": num_rows, "dirty_rows_per_file": dirty_per_file}

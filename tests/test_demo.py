@@ -91,3 +91,29 @@ def test_cli_lists_the_commands_and_reports_usage_errors(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
     assert cli.main(["train", "--help"]) == 0
     assert "--analyzed" in capsys.readouterr().out
+
+
+def test_dirty_sample_rows_are_rejected_with_their_reasons(tmp_path):
+    from pipelines.sample_data import write_sample_data
+    from transforms.io import read_file
+    from transforms.spec import load_spec
+
+    written = write_sample_data(str(tmp_path), 400, num_files=2, seed=3, dirty_rows=10)
+    assert sum(written["dirty_rows_per_file"]) == 10
+    spec = load_spec(written["spec"])
+    reasons = []
+    for path, dirty in zip(written["files"], written["dirty_rows_per_file"]):
+        stats = None
+        for kind, value in read_file(path, spec):
+            if kind == "rejected":
+                reasons.append(value.reason)
+            elif kind == "stats":
+                stats = value
+        assert stats["rejected"] == dirty and stats["read"] == 200
+    assert sorted(set(reasons)) == [
+        "log1p needs values greater than -1",
+        "missing value and the spec says reject",
+        "not a valid float",
+        "not a valid int",
+        "row has 3 fields, the header has 10",
+    ]
