@@ -22,6 +22,7 @@ __all__ = [
     "RunArgs",
     "TrainArgs",
     "RUNNER_ONLY_OPTIONS",
+    "add_input_args",
     "RunnerConfigError",
     "expand_runner_config",
     "known_option_names",
@@ -183,21 +184,26 @@ def expand_runner_config(argv: Sequence[str]) -> List[str]:
     return _to_flags(load_runner_config(path)) + rest
 
 
+def add_input_args(add_argument) -> None:
+    """--input and --format, shared by every job that reads raw files."""
+    add_argument("--input", help="Input file glob(s), comma separated.")
+    add_argument(
+        "--format",
+        dest="input_format",
+        choices=["csv", "parquet", "tfrecord", "jsonl"],
+        default=None,
+        help="Input format; inferred from the file extension when omitted.",
+    )
+
+
 class AnalyzeOptions(PipelineOptions):
     """Options of `featurebridge analyze`."""
 
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--input", help="Input file glob(s), comma separated.")
+        add_input_args(parser.add_argument)
         parser.add_argument("--spec", help="Feature spec file (YAML or JSON).")
         parser.add_argument("--output", help="Output directory for the analyzed artifacts.")
-        parser.add_argument(
-            "--format",
-            dest="input_format",
-            choices=["csv", "parquet", "tfrecord", "jsonl"],
-            default=None,
-            help="Input format; inferred from the file extension when omitted.",
-        )
         parser.add_argument(
             "--overwrite", action="store_true", default=False, help="Replace an existing --output."
         )
@@ -285,12 +291,8 @@ class PredictOptions(PipelineOptions):
             parser, "--model", dest="model_dir",
             help="The model: `featurebridge train --output` (or its serving/ directory).",
         )
-        _add_once(parser, "--input", help="Input file glob(s), comma separated.")
+        add_input_args(lambda *a, **k: _add_once(parser, *a, **k))
         _add_once(parser, "--output", help="Output directory.")
-        _add_once(
-            parser, "--format", dest="input_format", choices=["csv", "parquet", "tfrecord", "jsonl"], default=None,
-            help="Input format; inferred from the file extension when omitted.",
-        )
         _add_once(parser, "--overwrite", action="store_true", default=False, help="Replace an existing --output.")
         _add_once(parser, "--batch_size", type=int, default=10_000, help="Rows per Arrow RecordBatch.")
         _add_once(parser, "--max_inference_batch", type=int, default=1024, help="Most rows per model call.")
@@ -313,7 +315,7 @@ class RunArgs:
 
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--input", help="Input file glob(s), comma separated.")
+        add_input_args(parser.add_argument)
         parser.add_argument("--spec", help="Feature spec file (YAML or JSON).")
         parser.add_argument("--output", help="Output directory (analyzed/, model/, predictions/, summary.json).")
         parser.add_argument(
@@ -321,7 +323,6 @@ class RunArgs:
             help="Glob of rows to predict on and keep out of training. Default: the last input "
             "file when the input has several, else none (predictions on the training input).",
         )
-        parser.add_argument("--format", dest="input_format", default=None, choices=["csv", "parquet", "tfrecord", "jsonl"])
         parser.add_argument("--model", default="wide_and_deep", choices=TrainArgs.MODEL_TYPES, help="Model type.")
         parser.add_argument("--epochs", type=int, default=5, help="Training epochs.")
         parser.add_argument("--train_batch_size", type=int, default=256, help="Rows per training step.")

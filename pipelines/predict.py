@@ -105,13 +105,8 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
                 f"{rows['used']} rows were read but {rows['predicted']} predictions were written. "
                 "This is a bug in featurebridge; please report it."
             )
-        manifest.update(
-            finished=provenance.utc_now(),
-            rows=rows,
-            versions=provenance.package_versions(),
-            outputs=provenance.directory_digests(staged.path),
-        )
-        provenance.write_json_atomic(os.path.join(staged.path, "manifest.json"), manifest)
+        manifest["rows"] = rows
+        provenance.seal_manifest(staged.path, manifest)
         staged.commit()
     except BaseException:
         staged.abort()

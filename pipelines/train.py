@@ -87,7 +87,6 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
         metrics.update(model_type=args.model, head=result.head.to_dict(), training_loss_per_epoch=result.history)
         provenance.write_json_atomic(os.path.join(staged.path, "metrics.json"), metrics)
         manifest.update(
-            finished=provenance.utc_now(),
             analyzed={
                 "path": os.path.abspath(args.analyzed),
                 "manifest_sha256": provenance.file_digest(os.path.join(args.analyzed, "manifest.json"))["sha256"],
@@ -100,10 +99,8 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
             features=[f.__dict__ for f in result.features],
             signatures=export["signatures"],
             metrics={"model": metrics["model"], "baseline": metrics["baseline"], "rows": metrics["rows"]},
-            versions=provenance.package_versions(),
-            outputs=provenance.directory_digests(staged.path),
         )
-        provenance.write_json_atomic(os.path.join(staged.path, "manifest.json"), manifest)
+        provenance.seal_manifest(staged.path, manifest)
         staged.commit()
     except BaseException:
         staged.abort()

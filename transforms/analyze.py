@@ -286,17 +286,15 @@ class _Finalize(beam.DoFn):
         shutil.rmtree(os.path.join(self._staging, "_tmp"), ignore_errors=True)
         manifest = dict(self._manifest_base)
         manifest.update(
-            finished=provenance.utc_now(),
             rows={
                 "read": totals["read"] if stats else used_rows + rejected_rows,
                 "used": used_rows,
                 "rejected": rejected_rows,
                 "per_file": per_file,
             },
-            outputs=provenance.directory_digests(self._staging),
             spec_digest=spec.digest(),
         )
-        provenance.write_json_atomic(os.path.join(self._staging, "manifest.json"), manifest)
+        provenance.seal_manifest(self._staging, manifest)
         if self._commit:
             yield self._commit_to_final()
         else:

@@ -15,6 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 
 __all__ = [
     "directory_digests",
+    "seal_manifest",
     "file_digest",
     "package_versions",
     "utc_now",
@@ -85,3 +86,16 @@ def write_json_atomic(path: str, payload: Mapping) -> None:
         json.dump(payload, f, indent=2, sort_keys=True)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def seal_manifest(directory: str, manifest: Dict[str, object]) -> Dict[str, object]:
+    """Completes `manifest` (finish time, versions, digests of every file in
+    `directory`) and writes it as directory/manifest.json. Call it last,
+    just before the staged directory is committed."""
+    manifest.update(
+        finished=utc_now(),
+        versions=package_versions(),
+        outputs=directory_digests(directory, exclude=("manifest.json",)),
+    )
+    write_json_atomic(os.path.join(directory, "manifest.json"), manifest)
+    return manifest
