@@ -89,11 +89,17 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     started = time.monotonic()
     try:
         with beam.Pipeline(options=options) as pipeline:
+            # Two reads of the input: one for analysis (and the row counts), one
+            # for the transform phase, so no runner has to hold every raw batch
+            # until analysis finishes (memory stays flat as the input grows).
+            reread = (pipeline | "ReadForTransform" >> reader).batches
             _ = (
                 pipeline
                 | "Read" >> reader
                 | "AnalyzeToDirectory"
-                >> AnalyzeToDirectory(spec, staged.path, staged.final_dir, user_fn, manifest)
+                >> AnalyzeToDirectory(
+                    spec, staged.path, staged.final_dir, user_fn, manifest, transform_input=reread
+                )
             )
     except BaseException:
         staged.abort()

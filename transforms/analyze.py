@@ -63,6 +63,10 @@ class AnalyzeAndTransform(beam.PTransform):
       temp_dir: TFT's scratch directory; must be reachable by all workers.
       preprocessing_fn: a user's preprocessing_fn to use instead of the spec's
         transforms (the spec still defines the raw columns).
+      transform_input: a second PCollection of the same batches (typically a
+        second read of the same files) for the transform phase. Without it the
+        runner must keep every input batch until analysis completes, so peak
+        memory grows with the input.
     """
 
     def __init__(
@@ -71,12 +75,14 @@ class AnalyzeAndTransform(beam.PTransform):
         output_dir: str,
         temp_dir: str,
         preprocessing_fn: Optional[Callable] = None,
+        transform_input=None,
     ):
         super().__init__()
         self._spec = spec
         self._output_dir = output_dir
         self._temp_dir = temp_dir
         self._user_fn = preprocessing_fn
+        self._transform_input = transform_input
 
     def expand(self, batches):
         config = tensor_adapter_config(self._spec)
@@ -96,12 +102,24 @@ class AnalyzeAndTransform(beam.PTransform):
         else:
             preprocessing_fn = self._user_fn or build_preprocessing_fn(self._spec)
         with tft_beam.Context(temp_dir=self._temp_dir):
-            (transformed, transformed_metadata), transform_fn = (
-                batches,
-                config,
-            ) | "AnalyzeAndTransformDataset" >> tft_beam.AnalyzeAndTransformDataset(
-                preprocessing_fn, output_record_batches=True
-            )
+            if self._transform_input is None:
+                (transformed, transformed_metadata), transform_fn = (
+                    batches,
+                    config,
+                ) | "AnalyzeAndTransformDataset" >> tft_beam.AnalyzeAndTransformDataset(
+                    preprocessing_fn, output_record_batches=True
+                )
+            else:
+                # The transform phase reads its own copy of the input: a runner
+                # then never holds every raw batch until analysis ends, so
+                # memory stays flat as rows grow.
+                transform_fn = (batches, config) | "AnalyzeDataset" >> tft_beam.AnalyzeDataset(
+                    preprocessing_fn
+                )
+                transformed, transformed_metadata = (
+                    (self._transform_input, config),
+                    transform_fn,
+                ) | "TransformDataset" >> tft_beam.TransformDataset(output_record_batches=True)
             written = [transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(self._output_dir)]
             # Issue 6: one Beam element per RecordBatch, not per example; see _WriteExampleShards.
             shards = transformed | "WriteTransformed" >> _WriteExampleShards(
@@ -322,6 +340,8 @@ class AnalyzeToDirectory(beam.PTransform):
     `final_dir` is given) renames the staging directory to `final_dir`.
 
     Output: a PCollection with one element, the path of the finished directory.
+    Pass `transform_input` (a second read's batches) to keep memory flat; see
+    `AnalyzeAndTransform`.
 
     Raises (at run time, failing the pipeline):
       EmptyDataError: no usable rows.
@@ -335,8 +355,10 @@ class AnalyzeToDirectory(beam.PTransform):
         final_dir: Optional[str] = None,
         preprocessing_fn: Optional[Callable] = None,
         manifest: Optional[dict] = None,
+        transform_input=None,
     ):
         super().__init__()
+        self._transform_input = transform_input
         self._spec = spec
         self._staging = staging_dir
         self._final_dir = final_dir
@@ -351,7 +373,8 @@ class AnalyzeToDirectory(beam.PTransform):
             num_shards=1,
         )
         analyzed = batches | "Analyze" >> AnalyzeAndTransform(
-            self._spec, self._staging, os.path.join(self._staging, "_tmp"), self._user_fn
+            self._spec, self._staging, os.path.join(self._staging, "_tmp"), self._user_fn,
+            transform_input=self._transform_input,
         )
         done = {f"written_{i}": beam.pvalue.AsList(p) for i, p in enumerate(analyzed["written"])}
         used = (
