@@ -58,8 +58,7 @@ def featurebridge(parquet, csv, spec, out, extra=()):
 @_approach("featurebridge_plain")
 def featurebridge_plain(parquet, csv, spec, out):
     """featurebridge with its fast analyzer switched off (plain TFT analyzers)."""
-    os.environ["FEATUREBRIDGE_PLAIN_TFT"] = "1"
-    return featurebridge(parquet, csv, spec, out)
+    return featurebridge(parquet, csv, spec, out, extra=["--analyzer", "tft"])
 
 
 @_approach("featurebridge_csv")

@@ -98,7 +98,8 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
                 | "Read" >> reader
                 | "AnalyzeToDirectory"
                 >> AnalyzeToDirectory(
-                    spec, staged.path, staged.final_dir, user_fn, manifest, transform_input=reread
+                    spec, staged.path, staged.final_dir, user_fn, manifest,
+                    transform_input=reread, analyzer=opts.analyzer,
                 )
             )
     except BaseException:

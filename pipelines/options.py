@@ -216,6 +216,13 @@ class AnalyzeOptions(PipelineOptions):
         parser.add_argument(
             "--batch_size", type=int, default=10_000, help="Rows per Arrow RecordBatch."
         )
+        parser.add_argument(
+            "--analyzer",
+            choices=["auto", "tft"],
+            default="auto",
+            help="auto: one-pass vectorised analyzers where the spec allows (same results); "
+            "tft: always TFT's own analyzers.",
+        )
 
     def validate_analyze(self) -> List[str]:
         """Returns a list of problems with these options (empty if fine)."""

@@ -1,7 +1,7 @@
 """The fast analyze path (transforms.fast_analyze) against plain TFT analyzers.
 
 One dataset, two real analyze runs (DirectRunner, real TFT): the default fast
-path and FEATUREBRIDGE_PLAIN_TFT=1. They must give the same constants (the
+path and `--analyzer tft`. They must give the same constants (the
 quantile boundaries within the sketch's error bound), the same vocabulary
 files, the same transformed values and the same serving behaviour on raw
 examples with missing and unseen values. No timings here (see benchmarks/).
@@ -59,11 +59,7 @@ def runs(tmp_path_factory):
     data = os.path.join(tmp, "data.csv")
     _csv(data)
     fast = analyze_and_check(tmp, SPEC, input_path=data, name="fast")
-    os.environ["FEATUREBRIDGE_PLAIN_TFT"] = "1"
-    try:
-        plain = analyze_and_check(tmp, SPEC, input_path=data, name="plain")
-    finally:
-        del os.environ["FEATUREBRIDGE_PLAIN_TFT"]
+    plain = analyze_and_check(tmp, SPEC, input_path=data, name="plain", extra_argv=["--analyzer", "tft"])
     return fast, plain, data
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "tensor_adapter_config",
 ]
 
+ANALYZERS = ("auto", "tft")
 TRANSFORMED_DIR = "transformed"
 TRANSFORMED_PREFIX = "part"
 CONSTANTS_FN_DIR = "_constants_fn"
@@ -67,6 +68,10 @@ class AnalyzeAndTransform(beam.PTransform):
         second read of the same files) for the transform phase. Without it the
         runner must keep every input batch until analysis completes, so peak
         memory grows with the input.
+      analyzer: "auto" (the fast one-pass analyzer of transforms.fast_analyze
+        where the spec allows it, else plain TFT analyzers) or "tft" (always
+        plain TFT analyzers). Both give the same transform_fn up to float
+        rounding and the quantile sketch's bound.
     """
 
     def __init__(
@@ -76,8 +81,12 @@ class AnalyzeAndTransform(beam.PTransform):
         temp_dir: str,
         preprocessing_fn: Optional[Callable] = None,
         transform_input=None,
+        analyzer: str = "auto",
     ):
         super().__init__()
+        if analyzer not in ANALYZERS:
+            raise ValueError(f"analyzer must be one of {list(ANALYZERS)}; got {analyzer!r}.")
+        self._analyzer = analyzer
         self._spec = spec
         self._output_dir = output_dir
         self._temp_dir = temp_dir
@@ -89,11 +98,11 @@ class AnalyzeAndTransform(beam.PTransform):
         # Issue 6: when the spec allows it, one vectorised analyzer in one phase
         # (transforms.fast_analyze) replaces TFT's per-analyzer combines, and it
         # also writes the constants, so the second AnalyzeConstants pass is skipped.
-        # FEATUREBRIDGE_PLAIN_TFT=1 forces the plain path (benchmarks compare both).
+        # analyzer="tft" forces the plain path (benchmarks and tests compare both).
         fast = (
             self._user_fn is None
+            and self._analyzer == "auto"
             and fast_path_unsupported(self._spec) is None
-            and os.environ.get("FEATUREBRIDGE_PLAIN_TFT", "") in ("", "0")
         )
         if fast:
             preprocessing_fn = build_fast_preprocessing_fn(
@@ -356,9 +365,11 @@ class AnalyzeToDirectory(beam.PTransform):
         preprocessing_fn: Optional[Callable] = None,
         manifest: Optional[dict] = None,
         transform_input=None,
+        analyzer: str = "auto",
     ):
         super().__init__()
         self._transform_input = transform_input
+        self._analyzer = analyzer
         self._spec = spec
         self._staging = staging_dir
         self._final_dir = final_dir
@@ -375,6 +386,7 @@ class AnalyzeToDirectory(beam.PTransform):
         analyzed = batches | "Analyze" >> AnalyzeAndTransform(
             self._spec, self._staging, os.path.join(self._staging, "_tmp"), self._user_fn,
             transform_input=self._transform_input,
+            analyzer=self._analyzer,
         )
         done = {f"written_{i}": beam.pvalue.AsList(p) for i, p in enumerate(analyzed["written"])}
         used = (
