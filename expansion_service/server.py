@@ -20,6 +20,7 @@ runs code a caller sends:
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import hashlib
 import logging
@@ -622,6 +623,19 @@ class _RequestInterceptor(grpc.ServerInterceptor):
             self._in_flight -= 1
             self._lock.notify_all()
 
+    @contextlib.contextmanager
+    def _accounted(self, rid: str, method: str, counted: bool):
+        """Counts the RPC as in flight (for the drain) and logs its duration."""
+        start = time.monotonic()
+        if counted:
+            self._enter()
+        try:
+            yield
+        finally:
+            if counted:
+                self._leave()
+            _LOG.info("[%s] %s done in %.2f s", rid, method, time.monotonic() - start)
+
     def _authorized(self, details) -> bool:
         if not self._token or details.method.startswith(_HEALTH_PREFIX):
             return True
@@ -660,16 +674,8 @@ class _RequestInterceptor(grpc.ServerInterceptor):
             inner = handler.unary_unary
 
             def unary(request, context):
-                rid = begin(context)
-                start = time.monotonic()
-                if counted:
-                    self._enter()
-                try:
+                with self._accounted(begin(context), method, counted):
                     return inner(request, context)
-                finally:
-                    if counted:
-                        self._leave()
-                    _LOG.info("[%s] %s done in %.2f s", rid, method, time.monotonic() - start)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
@@ -678,16 +684,8 @@ class _RequestInterceptor(grpc.ServerInterceptor):
             inner_stream = handler.unary_stream
 
             def stream(request, context):
-                rid = begin(context)
-                start = time.monotonic()
-                if counted:
-                    self._enter()
-                try:
+                with self._accounted(begin(context), method, counted):
                     yield from inner_stream(request, context)
-                finally:
-                    if counted:
-                        self._leave()
-                    _LOG.info("[%s] %s done in %.2f s", rid, method, time.monotonic() - start)
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
