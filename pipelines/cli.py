@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import sys
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -63,6 +64,9 @@ def _user_errors() -> tuple:
     return tuple(errors)
 
 
+_RUNNER_FAILED = re.compile(r"Pipeline \S+ failed in state (FAILED|CANCELLED)")
+
+
 def _pipeline_error_message(error: BaseException) -> Optional[str]:
     """Beam wraps worker exceptions; find ours in the chain or the text."""
     analyze = sys.modules.get("transforms.analyze")  # never import TF just to report
@@ -107,7 +111,16 @@ def run_command(command: str, argv: Optional[Sequence[str]]) -> int:
         message = _pipeline_error_message(e)
         if message is None:
             logging.getLogger(__name__).debug("pipeline failure", exc_info=True)
-            message = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. Run with FEATUREBRIDGE_DEBUG=1 for the full traceback."
+            first_line = str(e).splitlines()[0].rstrip(".") if str(e) else ""
+            message = f"{type(e).__name__}: {first_line}."
+            if _RUNNER_FAILED.search(first_line):
+                # A portable runner's verdict carries no cause; say where it is.
+                message += (
+                    " The runner's log (job server, Flink or Spark UI) and the SDK workers' logs say why;"
+                    " a worker that died or ran out of memory shows there. Nothing was written to the"
+                    " output directory: rerun once the cause is fixed."
+                )
+            message += " Run with FEATUREBRIDGE_DEBUG=1 for the full traceback."
             if os.environ.get("FEATUREBRIDGE_DEBUG"):
                 raise
         print(f"featurebridge {command}: failed: {message}", file=sys.stderr)

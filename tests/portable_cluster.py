@@ -1,6 +1,8 @@
 """A one-machine "cluster" for the PortableRunner: Beam's Python job server and
 an external SDK worker pool, each a separate process.
 
+The job server is Beam's (``tests/job_server_main.py`` adds only what Flink and
+Spark already do: a bundle whose SDK harness died fails instead of waiting).
 This is the shape of Flink or Spark with Beam worker-pool sidecars: the
 launcher submits the portable pipeline to a job service over gRPC, and the
 runner asks the worker pool (EXTERNAL environment) to start SDK harnesses.
@@ -291,7 +293,7 @@ def portable_cluster(
                 )
                 cluster.job_server = _start(
                     [
-                        "apache_beam.runners.portability.local_job_service_main",
+                        "tests.job_server_main",
                         f"--port={cluster.job_port}",
                         f"--staging_dir={staging}",
                     ],

@@ -72,7 +72,7 @@ def test_every_format_gives_the_same_batches(tmp_path):
 
 def test_csv_bad_rows_are_rejected_with_file_row_column_reason(tmp_path):
     path = tmp_path / "bad.csv"
-    path.write_text("x,n,s\n1,1,a\nabc,1,a\n1,2.5,a\n1,1\ninf,1,a\n1,1,\nnan,4,c\n")
+    path.write_text("x,n,s\n1,1,a\nabc,1,a\n1,2.5,a\n1,1\ninf,1,a\n1,1,\nnan,4,c\n-1e39,5,d\n")
     table, rejected, stats = _collect(path)
     by_row = {r.row: r for r in rejected}
     assert by_row[2].column == "x" and by_row[2].value == "abc" and by_row[2].reason == "not a valid float"
@@ -80,10 +80,12 @@ def test_csv_bad_rows_are_rejected_with_file_row_column_reason(tmp_path):
     assert by_row[4].column is None and "row has 2 fields, the header has 3" in by_row[4].reason
     assert by_row[5].reason.startswith("infinite value")
     assert by_row[6].column == "s" and "missing value and the spec says reject" in by_row[6].reason
+    # Finite in float64 but infinite once the graph's float32 holds it.
+    assert by_row[8].column == "x" and "beyond float32's range" in by_row[8].reason
     assert all(r.source == str(path) for r in rejected)
     # NaN counts as missing: filled later by the mean, never fed to a scaling.
     assert table.to_pydict()["x"] == [[1.0], []]
-    assert stats["read"] == 7 and stats["used"] == 2 and stats["rejected"] == 5
+    assert stats["read"] == 8 and stats["used"] == 2 and stats["rejected"] == 6
     assert stats["read"] == stats["used"] + stats["rejected"]
 
 

@@ -239,9 +239,28 @@ def test_worker_death_fails_clearly_and_leaves_nothing(killed_run):
     assert killed_run["rc"] == 1, killed_run["stderr"][-3000:]
     last = killed_run["stderr"].strip().splitlines()[-1]
     assert re.match(r"featurebridge analyze: failed: .*Pipeline job-\S+ failed in state FAILED", last), last
+    assert "SDK workers' logs" in last and "Nothing was written to the output directory" in last, last
     # No partial artifact: no output dir, no staging dir left beside it.
     assert not killed_run["out_exists"]
     assert killed_run["staging"] == []
+
+
+def _kill_this_sdk_harness(_):
+    os.kill(os.getpid(), 9)
+
+
+def test_harness_dying_in_a_bundle_without_outputs_fails_the_job(tmp_path):
+    """The window where Beam's stock Python job server waits forever (the bundle
+    has no data output, so only its control response is awaited): the test
+    cluster's job server (tests/job_server_main.py) fails the job instead, as
+    Flink and Spark do, so the worker-death test above cannot hang."""
+    with start_cluster(str(tmp_path / "cluster")) as cluster:
+        pipeline = beam.Pipeline(options=PipelineOptions(cluster.pipeline_flags()))
+        _ = pipeline | beam.Create([1]) | beam.Map(_kill_this_sdk_harness)
+        with pytest.raises(RuntimeError, match=r"failed in state FAILED"):
+            pipeline.run().wait_until_finish()
+        log = open(os.path.join(cluster.log_dir, "job_server.log"), errors="replace").read()
+        assert re.search(r"The SDK harness (ended|broke) its control stream", log), log[-3000:]
 
 
 @pytest.mark.slow

@@ -345,6 +345,9 @@ def _as_text(arr: pa.Array, i: int) -> Optional[str]:
     return None if v is None else str(v)[:200]
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _convert_column(arr: pa.ChunkedArray | pa.Array, column: Column) -> Tuple[pa.Array, np.ndarray, List[Tuple[int, str]]]:
     """Converts one raw column to the spec type.
 
@@ -378,9 +381,14 @@ def _convert_column(arr: pa.ChunkedArray | pa.Array, column: Column) -> Tuple[pa
         with np.errstate(invalid="ignore"):
             nan = np.isnan(np_vals)
             inf = np.isinf(np_vals)
+            # Features are float32 in the TF graph: a larger magnitude would become inf there.
+            too_big = ~inf & (np.abs(np_vals) > _FLOAT32_MAX)
         for i in np.flatnonzero(inf):
             errors.append((int(i), "infinite value; clean or drop it upstream"))
-        values = pa.array(np.where(nan | inf, np.nan, np_vals), pa.float64(), mask=nan | inf | ~values.is_valid().to_numpy(zero_copy_only=False))
+        for i in np.flatnonzero(too_big):
+            errors.append((int(i), f"{np_vals[i]!r} is beyond float32's range (+-3.4e38), where it would become infinite; rescale or drop it upstream"))
+        bad = nan | inf | too_big
+        values = pa.array(np.where(bad, np.nan, np_vals), pa.float64(), mask=bad | ~values.is_valid().to_numpy(zero_copy_only=False))
     present = values.is_valid().to_numpy(zero_copy_only=False).copy()
     for i, _ in errors:
         present[i] = False
