@@ -466,6 +466,7 @@ class ExpansionServicer:
         self._environment = environment
         self._allowed_roots = tuple(allowed_roots)
         self._options = options or PipelineOptions(sdk_location="container")
+        self._construct_lock = threading.Lock()
 
     def Expand(self, request, context=None):
         from apache_beam.portability.api import beam_expansion_api_pb2
@@ -520,11 +521,15 @@ class ExpansionServicer:
                 f"{list(entry.inputs)}; got {len(inputs)} ({sorted(inputs)[:10]})."
             )
         pvalue = next(iter(inputs.values()))
-        with external.ExternalTransform.outer_namespace(request.namespace):
+        # One construction at a time: TFT's tracing and Beam's outer namespace are
+        # process-global (two concurrent Expands failed TFT's
+        # `assert _OBJECT_TRACKER is None`). Callers past the bound are refused
+        # before they get here, so the queue is short.
+        with self._construct_lock, external.ExternalTransform.outer_namespace(request.namespace):
             result = pipeline.apply(transform, pvalue, request.transform.unique_name)
-        expanded = pipeline._root_transform().parts[-1]
-        expanded.outputs = dict(result)
-        proto = pipeline.to_runner_api(context=context)
+            expanded = pipeline._root_transform().parts[-1]
+            expanded.outputs = dict(result)
+            proto = pipeline.to_runner_api(context=context)
         expanded_id = context.transforms.get_id(expanded)
         transform_proto = proto.components.transforms.pop(expanded_id)
         transform_proto.inputs.clear()
@@ -597,47 +602,77 @@ class ArtifactServicer:
 
 
 _HEALTH_PREFIX = "/grpc.health.v1.Health/"
+# Health probes (unary Check) need no token; a Watch stream is long-lived, so it
+# needs the token like any other call.
+_OPEN_METHODS = ("/grpc.health.v1.Health/Check",)
+# Health RPCs have slots of their own: a flood of Watch streams can fill these,
+# never the slots that Expand, discovery and artifact calls use.
+HEALTH_SLOTS = 4
 
 
 class _RequestInterceptor(grpc.ServerInterceptor):
     """Gives every RPC a request id (logged with method, peer, status and
-    time) and, when a token is configured, refuses calls without it."""
+    time), refuses calls without the token when one is configured, and bounds
+    RPCs in flight: ``max_work`` for the service's own calls, ``HEALTH_SLOTS``
+    for health checks; past a bound a call gets RESOURCE_EXHAUSTED at once."""
 
-    def __init__(self, token: Optional[str]):
+    def __init__(self, token: Optional[str], max_work: int):
         self._token = token
         self._lock = threading.Condition()
-        self._in_flight = 0
+        self._in_flight = {"work": 0, "health": 0}
+        self._bounds = {"work": max_work, "health": HEALTH_SLOTS}
         self.draining = False
 
     def wait_idle(self, timeout: float) -> bool:
         """Blocks until no non-health RPC is in flight, or `timeout` passes."""
         with self._lock:
-            return self._lock.wait_for(lambda: self._in_flight == 0, timeout)
+            return self._lock.wait_for(lambda: self._in_flight["work"] == 0, timeout)
 
-    def _enter(self) -> None:
+    def _take_slot(self, kind: str) -> bool:
         with self._lock:
-            self._in_flight += 1
+            if self._in_flight[kind] >= self._bounds[kind]:
+                return False
+            self._in_flight[kind] += 1
+            return True
 
-    def _leave(self) -> None:
+    def _free_slot(self, kind: str) -> None:
         with self._lock:
-            self._in_flight -= 1
+            self._in_flight[kind] -= 1
             self._lock.notify_all()
 
     @contextlib.contextmanager
-    def _accounted(self, rid: str, method: str, counted: bool):
-        """Counts the RPC as in flight (for the drain) and logs its duration."""
+    def _accounted(self, context, method: str, authorized: bool):
+        """Admits the RPC (draining, token, slot) under a new request id, holds
+        its slot while it runs, and logs its duration."""
         start = time.monotonic()
-        if counted:
-            self._enter()
+        rid = uuid.uuid4().hex[:12]
+        _request_id.set(rid)
+        kind = "health" if method.startswith(_HEALTH_PREFIX) else "work"
+        _LOG.info("[%s] %s from %s", rid, method, context.peer())
+        if self.draining and kind == "work":
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"request id {rid}: the service is shutting down; retry on another instance.")
+        if not authorized:
+            _LOG.warning("[%s] refused: missing or wrong token", rid)
+            context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"request id {rid}: this service requires the shared token as metadata "
+                "'authorization: Bearer <token>'.",
+            )
+        if not self._take_slot(kind):
+            _LOG.warning("[%s] refused: %d %s RPCs already in flight", rid, self._bounds[kind], kind)
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"request id {rid}: {self._bounds[kind]} {'health requests' if kind == 'health' else 'requests'} "
+                "are already in flight, the most this service takes at once; retry with backoff.",
+            )
         try:
             yield
         finally:
-            if counted:
-                self._leave()
+            self._free_slot(kind)
             _LOG.info("[%s] %s done in %.2f s", rid, method, time.monotonic() - start)
 
     def _authorized(self, details) -> bool:
-        if not self._token or details.method.startswith(_HEALTH_PREFIX):
+        if not self._token or details.method in _OPEN_METHODS:
             return True
         import hmac
 
@@ -653,28 +688,12 @@ class _RequestInterceptor(grpc.ServerInterceptor):
             return None
         method = details.method
         authorized = self._authorized(details)
-        counted = not method.startswith(_HEALTH_PREFIX)
-
-        def begin(context) -> str:
-            rid = uuid.uuid4().hex[:12]
-            _request_id.set(rid)
-            _LOG.info("[%s] %s from %s", rid, method, context.peer())
-            if self.draining and counted:
-                context.abort(grpc.StatusCode.UNAVAILABLE, f"request id {rid}: the service is shutting down; retry on another instance.")
-            if not authorized:
-                _LOG.warning("[%s] refused: missing or wrong token", rid)
-                context.abort(
-                    grpc.StatusCode.UNAUTHENTICATED,
-                    f"request id {rid}: this service requires the shared token as metadata "
-                    "'authorization: Bearer <token>'.",
-                )
-            return rid
 
         if handler.unary_unary:
             inner = handler.unary_unary
 
             def unary(request, context):
-                with self._accounted(begin(context), method, counted):
+                with self._accounted(context, method, authorized):
                     return inner(request, context)
 
             return grpc.unary_unary_rpc_method_handler(
@@ -684,7 +703,7 @@ class _RequestInterceptor(grpc.ServerInterceptor):
             inner_stream = handler.unary_stream
 
             def stream(request, context):
-                with self._accounted(begin(context), method, counted):
+                with self._accounted(context, method, authorized):
                     yield from inner_stream(request, context)
 
             return grpc.unary_stream_rpc_method_handler(
@@ -711,7 +730,8 @@ class ServerConfig:
       package: a featurebridge sdist/wheel to stage; None builds one from the source tree.
       requirements_file: an optional requirements.txt to stage beside it.
       stage_project: stage the package at all (off only for embedded environments).
-      max_concurrent_rpcs: RPCs in flight at once; more get RESOURCE_EXHAUSTED.
+      max_concurrent_rpcs: Expand, discovery and artifact RPCs in flight at once; more
+        get RESOURCE_EXHAUSTED. Health RPCs have HEALTH_SLOTS more of their own.
       max_message_bytes: the largest request or response message.
       grace_seconds: how long in-flight RPCs may finish after a stop is asked.
       token: a shared token callers send as 'authorization: Bearer <token>'.
@@ -792,7 +812,7 @@ class ExpansionServer:
 
         c = self.config
         started = time.monotonic()
-        self._interceptor = _RequestInterceptor(c.token)
+        self._interceptor = _RequestInterceptor(c.token, c.max_concurrent_rpcs)
         self._stage()
         environment = make_environment(c.environment, c.environment_config, self.store.artifacts())
         options = [
@@ -801,10 +821,11 @@ class ExpansionServer:
             ("grpc.so_reuseport", 0),
         ]
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=c.max_concurrent_rpcs, thread_name_prefix="expansion"),
+            futures.ThreadPoolExecutor(max_workers=c.max_concurrent_rpcs + HEALTH_SLOTS, thread_name_prefix="expansion"),
             interceptors=[self._interceptor],
             options=options,
-            maximum_concurrent_rpcs=c.max_concurrent_rpcs,
+            # The interceptor's two bounds add up to this; gRPC's own refusal is the backstop.
+            maximum_concurrent_rpcs=c.max_concurrent_rpcs + HEALTH_SLOTS,
         )
         beam_expansion_api_pb2_grpc.add_ExpansionServiceServicer_to_server(
             ExpansionServicer(environment, allowed_roots=c.allowed_roots), self._server

@@ -37,6 +37,7 @@ from apache_beam.transforms.external import (
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from expansion_service.server import HEALTH_SLOTS
 from tests.portable_cluster import REPO_ROOT, worker_env
 
 pytestmark = pytest.mark.slow
@@ -561,61 +562,80 @@ def test_oversized_messages_are_refused(limited):
     assert health_status(limited.address) == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_more_concurrent_requests_than_the_bound_get_resource_exhausted(limited):
-    # Hold both slots with long-lived health Watch streams, then burst.
-    holders = []
-    ch = channel(limited.address, TOKEN)
-    try:
-        health_stub = health_pb2_grpc.HealthStub(ch)
-        for _ in range(2):
-            stream = health_stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=60)
-            next(stream)  # the first status: the RPC is now in flight
-            holders.append(stream)
-        codes: List[grpc.StatusCode] = []
-        lock = threading.Lock()
+def _burst(fn, n: int) -> List[grpc.StatusCode]:
+    """Calls fn from n threads at once; the status code of each call."""
+    codes: List[grpc.StatusCode] = []
+    lock = threading.Lock()
 
-        def call():
-            try:
-                _discover(limited.address)
-                code = grpc.StatusCode.OK
-            except grpc.RpcError as e:
-                code = e.code()
-            with lock:
-                codes.append(code)
-
-        threads = [threading.Thread(target=call) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        assert codes == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 6
-    finally:
-        for stream in holders:
-            stream.cancel()
-        ch.close()
-    # Slots free again: a burst now gets only OK or RESOURCE_EXHAUSTED, and the server stays up.
-    deadline = time.monotonic() + 10
-    while True:
+    def one():
         try:
-            _discover(limited.address)
-            break
+            fn()
+            code = grpc.StatusCode.OK
         except grpc.RpcError as e:
-            assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
-            time.sleep(0.2)
-    results: List[grpc.StatusCode] = []
+            code = e.code()
+        with lock:
+            codes.append(code)
 
-    def burst_call():
-        try:
-            _discover(limited.address)
-            results.append(grpc.StatusCode.OK)
-        except grpc.RpcError as e:
-            results.append(e.code())
-
-    threads = [threading.Thread(target=burst_call) for _ in range(12)]
+    threads = [threading.Thread(target=one) for _ in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
+    return codes
+
+
+def test_more_concurrent_requests_than_the_bound_get_resource_exhausted(limited):
+    # Hold both work slots with two real Expands (TFT tracing takes seconds), then burst.
+    allowed = os.path.join(os.path.dirname(limited.log_path), "allowed")
+    expand_marker = "Expand beam:schematransform:org.featurebridge:analyze_and_transform:v1"
+    seen_before = limited.log().count(expand_marker)
+    responses = []
+
+    def expand_call(i):
+        request = expansion_request(schema_transform_spec(ANALYZE_ID, spec=SPEC, output_dir=os.path.join(allowed, f"burst{i}")))
+        responses.append(expand(limited.address, request, token=TOKEN))
+
+    holders = [threading.Thread(target=expand_call, args=(i,)) for i in range(2)]
+    for t in holders:
+        t.start()
+    deadline = time.monotonic() + 60
+    while limited.log().count(expand_marker) < seen_before + 2:
+        assert time.monotonic() < deadline, limited.log()[-2000:]
+        time.sleep(0.02)
+    codes = _burst(lambda: _discover(limited.address), 6)
+    for t in holders:
+        t.join(120)
+    assert codes == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 6
+    assert [r.error for r in responses] == ["", ""]
+    assert "refused: 2 work RPCs already in flight" in limited.log()
+
+    # Health has slots of its own: Watch streams can fill those, never the work slots.
+    ch = channel(limited.address, TOKEN)
+    watches = []
+    try:
+        health_stub = health_pb2_grpc.HealthStub(ch)
+        for _ in range(HEALTH_SLOTS):
+            stream = health_stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=60)
+            next(stream)  # the first status: the RPC is now in flight
+            watches.append(stream)
+        with pytest.raises(grpc.RpcError) as info:
+            next(health_stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "health requests are already in flight" in info.value.details()
+        assert len(_discover(limited.address).schema_transform_configs) == 3
+    finally:
+        for stream in watches:
+            stream.cancel()
+        ch.close()
+    # Without the token a Watch stream is refused; a Check (a probe) is not.
+    with channel(limited.address) as anonymous:
+        with pytest.raises(grpc.RpcError) as info:
+            next(health_pb2_grpc.HealthStub(anonymous).Watch(health_pb2.HealthCheckRequest(service=""), timeout=10))
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert health_status(limited.address) == health_pb2.HealthCheckResponse.SERVING
+
+    # A burst past the bound now gets only OK or RESOURCE_EXHAUSTED, and the server stays up.
+    results = _burst(lambda: _discover(limited.address), 12)
     assert len(results) == 12
     assert set(results) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
     assert grpc.StatusCode.OK in results
@@ -635,10 +655,12 @@ def test_sigterm_drains_in_flight_requests_then_exits(limited, tmp_path):
         except grpc.RpcError as e:
             result["error"] = e
 
+    marker = "Expand beam:schematransform:org.featurebridge:analyze_and_transform:v1"
+    seen_before = limited.log().count(marker)
     thread = threading.Thread(target=call)
     thread.start()
     deadline = time.monotonic() + 60
-    while "Expand beam:schematransform:org.featurebridge:analyze_and_transform:v1" not in limited.log():
+    while limited.log().count(marker) == seen_before:
         assert time.monotonic() < deadline, limited.log()[-2000:]
         time.sleep(0.05)
     limited.proc.send_signal(signal.SIGTERM)
