@@ -260,6 +260,25 @@ def test_all_rows_rejected_is_an_error_and_leaves_no_output(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if ".staging-" in p]
 
 
+@pytest.mark.parametrize("analyzer", ["auto", "tft"])
+def test_a_fill_of_a_column_with_no_values_is_an_error(tmp_path, analyzer):
+    """Both analyzer paths: no silent NaN (plain TFT) and no silent 0.0 default."""
+    from transforms.analyze import EmptyDataError
+
+    spec = """
+columns:
+  - {name: x, type: float, missing: mean, transforms: [zscore]}
+  - {name: c, type: string, transforms: [vocabulary]}
+"""
+    with pytest.raises(Exception) as info:
+        analyze_and_check(str(tmp_path), spec, "x,c\n,a\n,b\n,a\n", name="nox", extra_argv=["--analyzer", analyzer])
+    text = str(info.value)
+    assert isinstance(info.value, EmptyDataError) or "EmptyDataError" in text
+    assert "Column 'x' has no value in any of the 3 rows used, so its 'mean' fill cannot be computed" in text
+    assert not os.path.exists(tmp_path / "nox")
+    assert not [p for p in os.listdir(tmp_path) if ".staging-" in p]
+
+
 def _cli(*args, cwd):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     exe = os.path.join(os.path.dirname(sys.executable), "featurebridge")

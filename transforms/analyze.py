@@ -269,6 +269,21 @@ def _check_not_empty(used_rows: int, rejected_rows: int, sources) -> None:
         )
 
 
+def _check_every_fill_computable(spec: FeatureSpec, stats, used_rows: int) -> None:
+    """A mean / median / most-frequent fill of a column with no value at all
+    would bake a default (plain TFT's mean of nothing is 0.0) into the graph:
+    refuse instead."""
+    for column in spec.columns:
+        if column.missing.policy not in ("mean", "median", "most_frequent"):
+            continue
+        if all("present" in s for s in stats) and not sum(s["present"].get(column.name, 0) for s in stats):
+            raise EmptyDataError(
+                f"Column '{column.name}' has no value in any of the {used_rows} rows used, so its "
+                f"'{column.missing.policy}' fill cannot be computed. Give it a constant fill "
+                "(missing: {constant: VALUE}), set missing: reject, or drop the column from the spec."
+            )
+
+
 class _Finalize(beam.DoFn):
     """Runs once after every write: reconciles counts, writes constants.json and
     manifest.json, and moves the staged directory into place."""
@@ -307,6 +322,8 @@ class _Finalize(beam.DoFn):
                 f"{used_rows} rows went into TFT but {transformed_rows} transformed "
                 "examples were written. This is a bug in featurebridge; please report it."
             )
+        if not self._custom_fn:
+            _check_every_fill_computable(spec, stats, used_rows)
         payload = fb_constants.compute_constants(self._staging, spec, custom_preprocessing_fn=self._custom_fn)
         provenance.write_json_atomic(os.path.join(self._staging, "constants.json"), payload)
         shutil.rmtree(os.path.join(self._staging, CONSTANTS_FN_DIR), ignore_errors=True)

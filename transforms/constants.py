@@ -133,7 +133,7 @@ def compute_constants(
             entry["fill_value"] = c.missing.value
         elif c.missing.policy in ("mean", "median"):
             fill = numeric.get(f"{c.name}/fill", [math.nan])[0]
-            entry["fill_value"] = int(round(fill)) if c.type == "int" else _finite(fill)
+            entry["fill_value"] = int(round(fill)) if c.type == "int" and math.isfinite(fill) else _finite(fill)
         elif c.missing.policy == "most_frequent":
             top = read_vocabulary(
                 tft_output.vocabulary_file_by_name(fill_vocabulary_name(c.name)), 1, with_counts=False

@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import os
-from typing import Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -524,7 +524,8 @@ def read_file(
     include_position: bool = False,
 ) -> Iterator[Tuple[str, object]]:
     """Reads one file, yielding ("batch", RecordBatch), ("rejected", RejectedRow)
-    and finally ("stats", {"source", "read", "used", "rejected"}).
+    and finally ("stats", {"source", "read", "used", "rejected", "present"}), where
+    "present" counts, per spec column, the used rows that had a value.
 
     An empty file yields only its stats (all zero).
 
@@ -534,6 +535,7 @@ def read_file(
     fmt = file_format or infer_format(path)
     columns = spec.column_names
     read = used = rejected = 0
+    present = dict.fromkeys(columns, 0)
     try:
         for table, rows, bad in _CHUNKERS[fmt](path, columns, batch_size):
             for r in bad:
@@ -545,12 +547,21 @@ def read_file(
             rejected += len(bad) + len(more_bad)
             if batch is not None:
                 used += batch.num_rows
+                count_present(batch, present)
                 yield "batch", batch
     except InputError:
         raise
     except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as e:
         raise InputError(f"{path}: cannot be read as {fmt}: {e}. Check --format and the file.") from None
-    yield "stats", {"source": path, "read": read, "used": used, "rejected": rejected}
+    yield "stats", {"source": path, "read": read, "used": used, "rejected": rejected, "present": present}
+
+
+def count_present(batch: pa.RecordBatch, present: Dict[str, int]) -> Dict[str, int]:
+    """Adds, per column in `present`, the used rows of `batch` that have a value
+    (the rest were missing and get the column's fill). Returns `present`."""
+    for name in present:
+        present[name] += int(pc.sum(pc.list_value_length(batch.column(name))).as_py() or 0)
+    return present
 
 
 _PROGRESS_EVERY = 500_000

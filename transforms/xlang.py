@@ -231,8 +231,11 @@ class _RowsToBatches(beam.DoFn):
         if batch is not None:
             yield batch
         used = batch.num_rows if batch is not None else 0
+        present = dict.fromkeys(self._spec.column_names, 0)
+        if batch is not None:
+            fb_io.count_present(batch, present)
         yield beam.pvalue.TaggedOutput(
-            "stats", {"source": source, "read": len(rows), "used": used, "rejected": len(rejected)}
+            "stats", {"source": source, "read": len(rows), "used": used, "rejected": len(rejected), "present": present}
         )
 
 
