@@ -90,6 +90,25 @@ def test_csv_bad_rows_are_rejected_with_file_row_column_reason(tmp_path):
     assert stats["read"] == stats["used"] + stats["rejected"]
 
 
+@pytest.mark.parametrize(
+    "kind, reject, reason",
+    [
+        ("binary", {3: "2", 5: "-1"}, "a binary label must be 0 or 1; got {}. Map it to 0/1 upstream"),
+        ("multiclass", {5: "-1"}, "a multiclass label must be a class id 0..K-1; got {}."),
+        ("regression", {}, ""),
+    ],
+)
+def test_int_labels_that_are_no_class_id_are_rejected(tmp_path, kind, reject, reason):
+    spec = FeatureSpec.from_text(f"label: {{column: y, kind: {kind}}}\ncolumns: [{{name: x, type: float, transforms: [zscore]}}, {{name: y, type: int}}]\n")
+    path = tmp_path / "labels.csv"
+    path.write_text("x,y\n1,0\n2,1\n3,2\n4,1\n5,-1\n")
+    table, rejected, stats = _collect(path, spec)
+    assert {r.row: r.value for r in rejected} == reject
+    for r in rejected:
+        assert r.column == "y" and r.reason.startswith(reason.format(r.value)), r.reason
+    assert stats["read"] == 5 and stats["used"] == 5 - len(reject)
+
+
 def test_row_numbers_stay_right_after_skipped_rows(tmp_path):
     path = tmp_path / "skips.csv"
     path.write_text("x,n,s\n1,1\n2,2,a\n3\nbad,3,b\n")

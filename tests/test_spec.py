@@ -76,6 +76,7 @@ def test_load_spec_reads_files_and_inline_text(tmp_path):
         ("label: {column: z, kind: binary}\ncolumns: [{name: a, type: float, transforms: [zscore]}]", r"label: column 'z' is not declared"),
         ("label: {column: a, kind: ranking}\ncolumns: [{name: a, type: int}, {name: b, type: float, transforms: [zscore]}]", r"label: field 'kind' is 'ranking'"),
         ("label: {column: a, kind: binary}\ncolumns: [{name: a, type: string}, {name: b, type: float, transforms: [zscore]}]", r"needs 'positive'"),
+        ("label: {column: a, kind: multiclass}\ncolumns: [{name: a, type: float}, {name: b, type: float, transforms: [zscore]}]", r"a multiclass label must be an int \(class ids 0\.\.K-1\) or string column"),
         ("label: {column: a, kind: binary}\ncolumns: [{name: a, type: int, missing: mean}, {name: b, type: float, transforms: [zscore]}]", r"the label and key columns cannot be filled"),
         ("key: k\ncolumns: [{name: a, type: float, transforms: [zscore]}]", r"key: 'k' is not a declared column"),
         ("columns: [{name: a, type: float, transforms: [{type: clip}]}]", r"\(clip\): give 'min', 'max' or both"),

@@ -433,6 +433,19 @@ def _ints_from_numbers(arr: pa.Array) -> Tuple[pa.Array, List[Tuple[int, str]]]:
     return pa.array(ints, pa.int64(), mask=~valid | bad), errors
 
 
+def _bad_class_ids(values: pa.Array, present: np.ndarray, kind: str) -> List[Tuple[int, str]]:
+    """Rows whose int label is no class id: a binary label is 0 or 1, a
+    multiclass one 0..K-1 (the model has max+1 classes)."""
+    ids = values.to_numpy(zero_copy_only=False)
+    if kind == "binary":
+        bad = present & (ids != 0) & (ids != 1)
+        reason = "a binary label must be 0 or 1; got {}. Map it to 0/1 upstream, or declare the label multiclass."
+    else:
+        bad = present & (ids < 0)
+        reason = "a multiclass label must be a class id 0..K-1; got {}. Map classes to ids from 0 upstream, or use a string column."
+    return [(int(i), reason.format(int(ids[i]))) for i in np.flatnonzero(bad)]
+
+
 def _to_large_list(values: pa.Array, present: np.ndarray, keep: np.ndarray, value_type: pa.DataType) -> pa.Array:
     kept_present = present[keep]
     offsets = np.zeros(kept_present.size + 1, dtype=np.int64)
@@ -452,6 +465,7 @@ def _chunk_to_batch(
     keep = np.ones(n, dtype=bool)
     rejected: List[RejectedRow] = []
     converted = {}
+    label = spec.label
     for column in spec.columns:
         raw = table.column(column.name)
         values, present, errors = _convert_column(raw, column)
@@ -460,6 +474,9 @@ def _chunk_to_batch(
             missing = ~present
             for i in np.flatnonzero(missing & keep):
                 reasons.setdefault(int(i), "missing value and the spec says reject")
+        if label is not None and column.name == label.column and column.type == "int" and label.kind != "regression":
+            for i, reason in _bad_class_ids(values, present, label.kind):
+                reasons.setdefault(i, reason)
         if any(t.type == "log1p" for t in column.transforms):
             np_vals = values.to_numpy(zero_copy_only=False)
             with np.errstate(invalid="ignore"):

@@ -551,6 +551,8 @@ def _parse_label(raw: Any, where: str, by_name: Mapping[str, Column]) -> Label:
         )
     if kind == "binary" and col.type == "float":
         raise _fail(where, "a binary label must be an int (0/1) or string column.")
+    if kind == "multiclass" and col.type == "float":
+        raise _fail(where, "a multiclass label must be an int (class ids 0..K-1) or string column.")
     if positive is not None and (kind != "binary" or col.type != "string"):
         raise _fail(where, "'positive' applies only to a binary label in a string column.")
     if positive is not None and not isinstance(positive, str):
