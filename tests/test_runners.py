@@ -104,7 +104,16 @@ def killed_run(data):
         try:
             connected = cluster.wait_for_harness_connected(timeout=150)
             cluster.kill_worker_pool()
-            out_text, err_text = proc.communicate(timeout=120)
+            try:
+                _, err_text = proc.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err_text = proc.communicate()
+                pytest.fail(
+                    f"The portable job did not end within 120 s of its worker pool's death (harness connected: "
+                    f"{connected}).\nLauncher stderr, tail:\n{err_text[-2000:]}\nJob server log, tail:\n"
+                    f"{cluster.log('job_server')}"
+                )
         finally:
             if proc.poll() is None:
                 proc.kill()
