@@ -326,3 +326,95 @@ def test_bad_preprocessing_fn_references_fail_before_the_pipeline(tmp_path):
         load_preprocessing_fn("no_such_module_xyz:fn")
     with pytest.raises(ValueError, match=r"has no callable 'not_callable'"):
         load_preprocessing_fn("tests.user_preprocessing:not_callable")
+
+
+# ---------------------------------------------------------------- clip, identity, hash, frequency threshold, n-grams, tf-idf
+
+TEXT_SPEC = """
+columns:
+  - {name: n, type: float, missing: {constant: 0}, transforms: [{type: clip, min: 0, max: 10}]}
+  - {name: k, type: int, missing: {constant: -1}, transforms: [identity, {type: hash, hash_buckets: 16}]}
+  - {name: v, type: string, transforms: [{type: vocabulary, frequency_threshold: 5, num_oov_buckets: 1}]}
+  - name: t
+    type: string
+    transforms: [{type: ngrams, ngram_range: [1, 2], top_k: 100}, {type: tfidf, vocab_size: 100}]
+"""
+
+TEXT_N = 300
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    rng = np.random.default_rng(11)
+    n = rng.normal(5.0, 6.0, TEXT_N).round(3)
+    k = rng.integers(0, 1000, TEXT_N)
+    # v: "common*" values appear >= 5 times, "rare*" ones fewer.
+    v = np.array([f"common{i % 4}" for i in range(TEXT_N - 12)] + [f"rare{i % 4}" for i in range(12)])
+    rng.shuffle(v)
+    words = np.array(["Cab", "tip", "rain", "airport", "fast", "red"])
+    t = [" ".join(rng.choice(words, rng.integers(1, 6))) + ("!" if i % 7 == 0 else "") for i in range(TEXT_N)]
+    lines = ["n,k,v,t"] + [f"{n[i]},{'' if i % 10 == 0 else k[i]},{v[i]},{t[i]}" for i in range(TEXT_N)]
+    result = analyze_and_check(str(tmp_path_factory.mktemp("text")), TEXT_SPEC, "\n".join(lines) + "\n", name="text")
+    return result, dict(n=n, k=np.where(np.arange(TEXT_N) % 10 == 0, -1, k), v=v, t=t)
+
+
+def _vocabulary(result, name):
+    """(token, count) per line of a vocabulary TFT wrote with frequencies (TFT
+    writes a space inside a token as __SPACE__)."""
+    entries = result.tft_output().vocabulary_by_name(name)
+    return [(e.split(b" ", 1)[1].decode().replace("__SPACE__", " "), int(e.split(b" ", 1)[0])) for e in entries]
+
+
+def test_clip_identity_and_hash_follow_their_formulas(text_run):
+    import tensorflow as tf
+
+    result, raw = text_run
+    np.testing.assert_allclose(result.transformed["n_clip"], np.clip(raw["n"], 0, 10), rtol=1e-6)
+    assert result.transformed["k_identity"] == raw["k"].tolist()  # a missing k is the constant -1
+    expected = tf.strings.to_hash_bucket_fast(tf.strings.as_string(raw["k"]), 16).numpy().tolist()
+    assert result.transformed["k_hash"] == expected
+
+
+def test_frequency_threshold_keeps_frequent_values_only(text_run):
+    result, raw = text_run
+    vocab = _vocabulary(result, "v_vocabulary")
+    values, counts = np.unique(raw["v"], return_counts=True)
+    assert sorted(vocab) == sorted((str(a), int(b)) for a, b in zip(values, counts) if b >= 5)
+    ids = {token: i for i, (token, _) in enumerate(vocab)}
+    oov = len(vocab)  # one OOV bucket, right after the vocabulary
+    assert result.transformed["v_vocabulary"] == [ids.get(x, oov) for x in raw["v"]]
+
+
+def _tokens(text):
+    return "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split()
+
+
+def _grams(text):
+    """Unigrams and bigrams (ngram_range [1, 2])."""
+    tokens = _tokens(text)
+    return tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:])]
+
+
+def test_ngrams_and_tfidf_follow_their_formulas(text_run):
+    from collections import Counter
+
+    result, raw = text_run
+    docs = [_grams(text) for text in raw["t"]]
+    totals = Counter(g for d in docs for g in d)
+    vocab = _vocabulary(result, "t_ngrams")
+    assert sorted(vocab) == sorted(totals.items())  # every n-gram fits top_k 100
+    assert [c for _, c in vocab] == sorted((c for _, c in vocab), reverse=True)
+    ids = {token: i for i, (token, _) in enumerate(vocab)}
+    assert [sorted(row) for row in result.transformed["t_ngrams"]] == [sorted(ids[g] for g in d) for d in docs]
+
+    # tf-idf (unigrams, the default range): term frequency in the row
+    # x (log((1 + rows) / (1 + rows with the term)) + 1).
+    docs = [_tokens(text) for text in raw["t"]]
+    tfidf_ids = {token: i for i, (token, _) in enumerate(_vocabulary(result, "t_tfidf"))}
+    df = Counter(g for d in docs for g in set(d))
+    for d, index, weight in zip(docs, result.transformed["t_tfidf_index"], result.transformed["t_tfidf_weight"]):
+        counts = Counter(d)
+        expected = {
+            tfidf_ids[g]: c / len(d) * (np.log((1 + TEXT_N) / (1 + df[g])) + 1) for g, c in counts.items()
+        }
+        assert dict(zip(index, np.asarray(weight).tolist())) == pytest.approx(expected, rel=1e-5)
