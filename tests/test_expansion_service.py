@@ -301,9 +301,17 @@ def test_expansion_carries_the_configured_environment_with_staged_artifacts(serv
 
 
 def test_request_ids_are_logged(server, analyze_response):
+    import re
+
     log = server.log()
     assert "/org.apache.beam.model.expansion.v1.ExpansionService/Expand from" in log
     assert "Expand beam:schematransform:org.featurebridge:analyze_and_transform:v1" in log
+    # The id a caller is given is the one its request is logged under.
+    resp = expand(server.address, expansion_request(schema_transform_spec("beam:schematransform:org.example:nope:v1")))
+    rid = re.search(r"request id ([0-9a-f]{12})", resp.error).group(1)
+    lines = [line for line in server.log().splitlines() if f"[{rid}]" in line]
+    assert any("ExpansionService/Expand from" in line for line in lines), lines
+    assert any("Expand refused" in line for line in lines), lines
 
 
 # ---------------------------------------------------------------------------
@@ -471,9 +479,18 @@ def test_garbage_bytes_and_malformed_protos_are_refused(server):
             raw(b"\xff\xff\xff\xff\x0fnot a protobuf", timeout=10)
         assert info.value.code() == grpc.StatusCode.INTERNAL
         assert_safe(info.value.details() or "deserialize")
+        discover = ch.unary_unary("/org.apache.beam.model.expansion.v1.ExpansionService/DiscoverSchemaTransform",
+                                  request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        with pytest.raises(grpc.RpcError) as info:
+            discover(b"\xff\xff\xff\xff\x0fnot a protobuf", timeout=10)
+        assert info.value.code() == grpc.StatusCode.INTERNAL
+        assert_safe(info.value.details() or "deserialize")
     bad_payload = beam_runner_api_pb2.FunctionSpec(urn=SCHEMA_TRANSFORM_URN, payload=b"\xff\xff\xff\xff")
     resp = expand(server.address, expansion_request(bad_payload))
     assert "the SchemaTransformPayload is not a valid protobuf message" in resp.error
+    resp = expand(server.address, expansion_request(beam_runner_api_pb2.FunctionSpec(urn=FQN_URN, payload=b"\xff\xff\xff\xff")))
+    assert "the ExternalConfigurationPayload is not a valid protobuf message" in resp.error
+    assert_safe(resp.error)
     # A valid schema with Row bytes that do not match it.
     spec = schema_transform_spec(TRANSFORM_ID, analyzed_dir="/x")
     payload = external_transforms_pb2.SchemaTransformPayload.FromString(spec.payload)
