@@ -628,12 +628,21 @@ class _RequestInterceptor(grpc.ServerInterceptor):
         with self._lock:
             return self._lock.wait_for(lambda: self._in_flight["work"] == 0, timeout)
 
-    def _take_slot(self, kind: str) -> bool:
+    def start_draining(self) -> None:
+        """From now on new work RPCs get UNAVAILABLE; health RPCs still run."""
         with self._lock:
+            self.draining = True
+
+    def _take_slot(self, kind: str) -> Optional[str]:
+        """Counts the RPC in; None, or why it cannot run ("draining", "full").
+        Under the lock that start_draining takes, so a drain never misses a call."""
+        with self._lock:
+            if self.draining and kind == "work":
+                return "draining"
             if self._in_flight[kind] >= self._bounds[kind]:
-                return False
+                return "full"
             self._in_flight[kind] += 1
-            return True
+            return None
 
     def _free_slot(self, kind: str) -> None:
         with self._lock:
@@ -649,8 +658,6 @@ class _RequestInterceptor(grpc.ServerInterceptor):
         _request_id.set(rid)
         kind = "health" if method.startswith(_HEALTH_PREFIX) else "work"
         _LOG.info("[%s] %s from %s", rid, method, context.peer())
-        if self.draining and kind == "work":
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"request id {rid}: the service is shutting down; retry on another instance.")
         if not authorized:
             _LOG.warning("[%s] refused: missing or wrong token", rid)
             context.abort(
@@ -658,7 +665,10 @@ class _RequestInterceptor(grpc.ServerInterceptor):
                 f"request id {rid}: this service requires the shared token as metadata "
                 "'authorization: Bearer <token>'.",
             )
-        if not self._take_slot(kind):
+        refused = self._take_slot(kind)
+        if refused == "draining":
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"request id {rid}: the service is shutting down; retry on another instance.")
+        if refused == "full":
             _LOG.warning("[%s] refused: %d %s RPCs already in flight", rid, self._bounds[kind], kind)
             context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -864,7 +874,7 @@ class ExpansionServer:
             self._health.enter_graceful_shutdown()
         # gRPC's own stop(grace) can cut a response that is being sent when
         # the last handler returns; drain ourselves, then give writes a moment.
-        self._interceptor.draining = True
+        self._interceptor.start_draining()
         if not self._interceptor.wait_idle(grace):
             _LOG.warning("Grace period over with requests still running; cancelling them")
         return self._server.stop(2.0)

@@ -681,6 +681,14 @@ def test_sigterm_drains_in_flight_requests_then_exits(limited, tmp_path):
         assert time.monotonic() < deadline, limited.log()[-2000:]
         time.sleep(0.05)
     limited.proc.send_signal(signal.SIGTERM)
+    while "Draining" not in limited.log():
+        assert time.monotonic() < deadline + 60, limited.log()[-2000:]
+        time.sleep(0.05)
+    if thread.is_alive():  # the Expand is still in flight: new work is turned away meanwhile
+        with pytest.raises(grpc.RpcError) as info:
+            _discover(limited.address)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "shutting down" in info.value.details()
+        assert health_status(limited.address) == health_pb2.HealthCheckResponse.NOT_SERVING
     thread.join(120)
     assert "error" not in result, result.get("error")
     assert result["response"].error == ""
