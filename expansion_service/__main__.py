@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Optional, Sequence
 
 from expansion_service.server import ExpansionServer, ServerConfig
@@ -120,6 +121,10 @@ def run(argv: Optional[Sequence[str]] = None) -> None:
     while not stop.wait(1.0):
         pass
     server.stop().wait()
+    # Give clients a moment to read the last responses: the process exit closes
+    # the sockets, and a close with unread data resets the connection, which can
+    # drop a response the client has not read yet.
+    time.sleep(0.5)
     _LOG.info("Stopped")
 
 

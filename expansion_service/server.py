@@ -675,10 +675,14 @@ class _RequestInterceptor(grpc.ServerInterceptor):
                 f"request id {rid}: {self._bounds[kind]} {'health requests' if kind == 'health' else 'requests'} "
                 "are already in flight, the most this service takes at once; retry with backoff.",
             )
+        # The slot is freed when gRPC has finished the RPC (response and status
+        # sent, or cancelled), not when the handler returns: a drain that waited
+        # only for handlers could close a connection under a response still being sent.
+        if not context.add_callback(lambda: self._free_slot(kind)):
+            self._free_slot(kind)  # already over
         try:
             yield
         finally:
-            self._free_slot(kind)
             _LOG.info("[%s] %s done in %.2f s", rid, method, time.monotonic() - start)
 
     def _authorized(self, details) -> bool:
@@ -872,8 +876,8 @@ class ExpansionServer:
         _LOG.info("Draining: no new requests; in-flight requests have %.0f s to finish", grace)
         if self._health is not None:
             self._health.enter_graceful_shutdown()
-        # gRPC's own stop(grace) can cut a response that is being sent when
-        # the last handler returns; drain ourselves, then give writes a moment.
+        # Drain ourselves (until every work RPC has finished sending), then
+        # let gRPC close the connections.
         self._interceptor.start_draining()
         if not self._interceptor.wait_idle(grace):
             _LOG.warning("Grace period over with requests still running; cancelling them")
