@@ -89,6 +89,12 @@ def test_fast_run_wrote_no_constants_fn_and_same_counts(runs):
     assert sorted(fast.transformed) == sorted(plain.transformed)
 
 
+def test_a_one_value_scaling_is_warned_about(runs):
+    for run in runs[:2]:
+        (warning,) = run.manifest["warnings"]
+        assert warning.startswith("c_scale_0_1: column 'c' has one distinct value (2.5), so TFT maps it through a sigmoid")
+
+
 def test_same_constants(runs):
     fast, plain, data = runs
     for name, entry in plain.constants["columns"].items():

@@ -8,6 +8,7 @@ is read (see `transforms.constants`).
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Callable, Optional
 
@@ -32,6 +33,8 @@ __all__ = [
     "TRANSFORMED_PREFIX",
     "tensor_adapter_config",
 ]
+
+_LOG = logging.getLogger(__name__)
 
 ANALYZERS = ("auto", "tft")
 TRANSFORMED_DIR = "transformed"
@@ -284,6 +287,19 @@ def _check_every_fill_computable(spec: FeatureSpec, stats, used_rows: int) -> No
             )
 
 
+def _constant_column_warnings(features) -> list:
+    """Scalings whose column had one distinct value: TFT then maps every value
+    through a sigmoid (0.5 for the one seen value) instead of scaling it."""
+    warnings = []
+    for name, f in sorted(features.items()):
+        if f.get("transform") in ("scale_0_1", "min_max") and f.get("min") is not None and f["min"] >= f["max"]:
+            warnings.append(
+                f"{name}: column '{f['column']}' has one distinct value ({f['min']}), so TFT maps it through "
+                "a sigmoid instead of scaling it; check the data, or drop the transform."
+            )
+    return warnings
+
+
 class _Finalize(beam.DoFn):
     """Runs once after every write: reconciles counts, writes constants.json and
     manifest.json, and moves the staged directory into place."""
@@ -326,6 +342,9 @@ class _Finalize(beam.DoFn):
             _check_every_fill_computable(spec, stats, used_rows)
         payload = fb_constants.compute_constants(self._staging, spec, custom_preprocessing_fn=self._custom_fn)
         provenance.write_json_atomic(os.path.join(self._staging, "constants.json"), payload)
+        warnings = _constant_column_warnings(payload.get("features", {}))
+        for warning in warnings:
+            _LOG.warning(warning)
         shutil.rmtree(os.path.join(self._staging, CONSTANTS_FN_DIR), ignore_errors=True)
         shutil.rmtree(os.path.join(self._staging, "_tmp"), ignore_errors=True)
         manifest = dict(self._manifest_base)
@@ -337,6 +356,7 @@ class _Finalize(beam.DoFn):
                 "per_file": per_file,
             },
             spec_digest=spec.digest(),
+            warnings=warnings,
         )
         provenance.seal_manifest(self._staging, manifest)
         if self._commit:
