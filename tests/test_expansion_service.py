@@ -473,18 +473,13 @@ def test_artifact_requests_for_anything_not_staged_are_refused(server, artifact)
 
 def test_garbage_bytes_and_malformed_protos_are_refused(server):
     with channel(server.address) as ch:
-        raw = ch.unary_unary("/org.apache.beam.model.expansion.v1.ExpansionService/Expand",
-                             request_serializer=lambda b: b, response_deserializer=lambda b: b)
-        with pytest.raises(grpc.RpcError) as info:
-            raw(b"\xff\xff\xff\xff\x0fnot a protobuf", timeout=10)
-        assert info.value.code() == grpc.StatusCode.INTERNAL
-        assert_safe(info.value.details() or "deserialize")
-        discover = ch.unary_unary("/org.apache.beam.model.expansion.v1.ExpansionService/DiscoverSchemaTransform",
-                                  request_serializer=lambda b: b, response_deserializer=lambda b: b)
-        with pytest.raises(grpc.RpcError) as info:
-            discover(b"\xff\xff\xff\xff\x0fnot a protobuf", timeout=10)
-        assert info.value.code() == grpc.StatusCode.INTERNAL
-        assert_safe(info.value.details() or "deserialize")
+        for method in ("Expand", "DiscoverSchemaTransform"):
+            raw = ch.unary_unary(f"/org.apache.beam.model.expansion.v1.ExpansionService/{method}",
+                                 request_serializer=lambda b: b, response_deserializer=lambda b: b)
+            with pytest.raises(grpc.RpcError) as info:
+                raw(b"\xff\xff\xff\xff\x0fnot a protobuf", timeout=10)
+            assert info.value.code() == grpc.StatusCode.INTERNAL, method
+            assert_safe(info.value.details() or "deserialize")
     bad_payload = beam_runner_api_pb2.FunctionSpec(urn=SCHEMA_TRANSFORM_URN, payload=b"\xff\xff\xff\xff")
     resp = expand(server.address, expansion_request(bad_payload))
     assert "the SchemaTransformPayload is not a valid protobuf message" in resp.error
