@@ -262,10 +262,6 @@ class _SpecStats(tft_beam.experimental.PTransformAnalyzer):
             count, mean, m2 = acc.moments[i]
             missing = acc.rows - int(count) if mean_fill else 0
             fill = np.float32(mean if count else 0.0)
-            if mean_fill and not count:
-                # Every value missing: there is no mean. NaN marks it, and the
-                # run is refused before anything is committed (see analyze.py).
-                fill, missing = np.float32(np.nan), 0
             if mean_fill:
                 values[f"{name}/fill"] = fill
             # Filled values: the present ones plus `missing` copies of the fill.
