@@ -5,9 +5,28 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench bench-full clean
+# Beam's Flink and Spark job servers (Java, from Maven Central), built by `make engines`.
+# Keep the version in step with java/engines/pom.xml and pipelines/engines.py.
+JAVA_BEAM_VERSION := 2.62.0
+ENGINES_DIR ?= $(HOME)/.cache/featurebridge/engines/beam-$(JAVA_BEAM_VERSION)
+ENGINES_STAMP := $(ENGINES_DIR)/.built
+HAVE_JAVA := $(shell command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 && echo yes)
+export FEATUREBRIDGE_ENGINES := $(ENGINES_DIR)
+
+.PHONY: setup engines demo test test-fast bench bench-full clean
 
 setup: $(STAMP)
+
+engines: $(ENGINES_STAMP)
+
+$(ENGINES_STAMP): java/engines/pom.xml java/engines/flink/pom.xml java/engines/spark/pom.xml
+	@test -n "$(HAVE_JAVA)" || { echo "make engines needs Java 17 and Maven 3.8+ on PATH (Debian: apt install openjdk-17-jdk-headless maven)."; exit 1; }
+	@echo "Building Beam $(JAVA_BEAM_VERSION)'s Flink and Spark job servers from Maven Central into $(ENGINES_DIR) (~400 MB, once)"
+	mvn -q -B -f java/engines/pom.xml package -Dengines.dir=$(ENGINES_DIR)
+	touch $@
+
+# The engine and Java tests run when Java and Maven are here; else they skip (fail with CI=true).
+ENGINES_FOR_TESTS := $(if $(HAVE_JAVA),$(ENGINES_STAMP),)
 
 $(STAMP): setup.py constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
@@ -19,10 +38,10 @@ $(STAMP): setup.py constraints.txt
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/featurebridge demo --output demo_output --overwrite
 
-test: $(STAMP)
+test: $(STAMP) $(ENGINES_FOR_TESTS)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q tests
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(ENGINES_FOR_TESTS)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -m "not slow" tests
 
 bench: $(STAMP)

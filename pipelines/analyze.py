@@ -17,6 +17,7 @@ from typing import Dict, Optional, Sequence
 
 import apache_beam as beam
 
+from pipelines.engines import engine_info, engine_session
 from pipelines.options import AnalyzeOptions, expand_runner_config
 from transforms import io as fb_io
 from transforms import provenance
@@ -77,6 +78,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
         "preprocessing_fn": opts.preprocessing_fn,
         "versions": provenance.package_versions(),
         "runner": runner,
+        "engine": engine_info(options.get_all_options()),
         "pipeline_options": _public_options(options),
     }
     _LOG.info(
@@ -88,7 +90,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     )
     started = time.monotonic()
     try:
-        with beam.Pipeline(options=options) as pipeline:
+        with engine_session(argv) as job_argv, beam.Pipeline(options=AnalyzeOptions(job_argv)) as pipeline:
             # Two reads of the input: one for analysis (and the row counts), one
             # for the transform phase, so no runner has to hold every raw batch
             # until analysis finishes (memory stays flat as the input grows).

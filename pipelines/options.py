@@ -16,6 +16,8 @@ import yaml
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.options.pipeline_options import _BeamArgumentParser  # Beam's own option parser
 
+from pipelines.engines import EngineOptions, expand_engines_dir  # noqa: F401  (registers --local_worker_pool)
+
 __all__ = [
     "AnalyzeOptions",
     "PredictOptions",
@@ -104,6 +106,7 @@ def load_runner_config(path: str) -> Dict[str, object]:
     options = data.get("options") or {}
     if not isinstance(options, dict):
         raise RunnerConfigError(f"{path}: key 'options' must be a mapping of option names to values.")
+    options = {key: expand_engines_dir(value) for key, value in options.items()}
     if runner not in StandardOptions.KNOWN_RUNNER_NAMES and "." not in runner:
         raise RunnerConfigError(
             f"{path}: key 'runner' is {runner!r}, which Beam does not know; use one of "

@@ -21,6 +21,7 @@ from typing import Dict, Optional, Sequence
 
 import apache_beam as beam
 
+from pipelines.engines import engine_info, engine_session
 from pipelines.options import PredictOptions, expand_runner_config
 from transforms import io as fb_io
 from transforms import provenance
@@ -70,11 +71,12 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
         "model": os.path.abspath(opts.model_dir),
         "inputs": [provenance.file_digest(p) for p in reader.files],
         "runner": runner,
+        "engine": engine_info(options.get_all_options()),
     }
     _LOG.info("Predicting on %d file(s) with %s; staging in %s", len(reader.files), runner, staged.path)
     started = time.monotonic()
     try:
-        with beam.Pipeline(options=options) as pipeline:
+        with engine_session(argv) as job_argv, beam.Pipeline(options=PredictOptions(job_argv)) as pipeline:
             read = pipeline | "Read" >> reader
             predictions = read.batches | "Predict" >> predict
             _ = (

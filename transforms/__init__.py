@@ -7,6 +7,11 @@ not pay for importing TensorFlow.
 
 import importlib
 
+from transforms import tft_concurrency as _tft_concurrency
+
+# Flink and Spark run TFT's traces concurrently in one worker; see tft_concurrency.
+_tft_concurrency.install()
+
 _EXPORTS = {
     # spec
     "FeatureSpec": "transforms.spec",
