@@ -41,8 +41,7 @@ final class Arguments {
    * Returns {@code address}; throws unless it is {@code host:port} with a port in 1..65535.
    */
   static String requireHostPort(String address, String name) {
-    requireText(address, name);
-    int colon = address.lastIndexOf(':');
+    int colon = address == null ? -1 : address.lastIndexOf(':');
     String host = colon < 0 ? "" : address.substring(0, colon);
     String port = colon < 0 ? "" : address.substring(colon + 1);
     int number = -1;
