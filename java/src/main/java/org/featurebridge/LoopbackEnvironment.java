@@ -16,10 +16,17 @@ import org.apache.beam.sdk.options.PortablePipelineOptions;
  * "External service address must not be empty". Given {@code --defaultEnvironmentConfig=host:port},
  * the PortableRunner binds its loopback worker service to exactly that address, so a free local
  * port chosen up front satisfies both.
+ *
+ * <p>Beam 2.62's loopback worker service also cannot start a second worker in the same JVM once
+ * the first has shut down (the run then hangs), and the Flink and Spark runners shut a stage's
+ * workers down when the stage ends unless {@code --environmentCacheMillis} keeps them, so {@link
+ * #prepare} sets that as well (to {@value #CACHE_MILLIS} ms, unless given): one worker per job.
  */
 public final class LoopbackEnvironment {
   /** Beam's name of the loopback environment type. */
   public static final String LOOPBACK = "LOOPBACK";
+  /** How long an idle SDK environment is kept within a job when {@link #prepare} sets it. */
+  public static final int CACHE_MILLIS = 3_600_000;
 
   private LoopbackEnvironment() {}
 
@@ -32,16 +39,20 @@ public final class LoopbackEnvironment {
   }
 
   /**
-   * With LOOPBACK and no {@code defaultEnvironmentConfig}, sets it to {@code localhost:<a free
-   * port>}; otherwise leaves {@code options} alone. Call before applying featurebridge stages.
+   * With LOOPBACK: sets {@code defaultEnvironmentConfig} to {@code localhost:<a free port>} and
+   * {@code environmentCacheMillis} to {@value #CACHE_MILLIS}, each only if not given; otherwise
+   * leaves {@code options} alone. Call before applying featurebridge stages.
    *
    * @return {@code options}
    */
   public static PipelineOptions prepare(PipelineOptions options) {
+    PortablePipelineOptions portable = options.as(PortablePipelineOptions.class);
     if (needsAddress(options)) {
-      options
-          .as(PortablePipelineOptions.class)
-          .setDefaultEnvironmentConfig("localhost:" + freePort());
+      portable.setDefaultEnvironmentConfig("localhost:" + freePort());
+    }
+    if (LOOPBACK.equals(portable.getDefaultEnvironmentType())
+        && portable.getEnvironmentCacheMillis() == 0) {
+      portable.setEnvironmentCacheMillis(CACHE_MILLIS);
     }
     return options;
   }

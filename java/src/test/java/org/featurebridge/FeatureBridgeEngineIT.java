@@ -110,10 +110,6 @@ public class FeatureBridgeEngineIT {
                 "--jobEndpoint=" + jobEndpoint,
                 "--defaultEnvironmentType=LOOPBACK",
                 "--experiments=beam_fn_api",
-                // Keep each SDK environment for the whole job: Flink batch runs stages one after
-                // another, and without a cache every stage starts its environments afresh (slow
-                // for Python; and a second LOOPBACK worker in one JVM fails in Beam 2.62).
-                "--environmentCacheMillis=" + (timeoutSeconds() * 1000),
                 "--parallelism=" + parallelism)
             .withValidation()
             .as(EngineOptions.class);

@@ -124,8 +124,28 @@ public class FeatureBridgeTest {
     String config = options.as(PortablePipelineOptions.class).getDefaultEnvironmentConfig();
     assertTrue(config, config.matches("localhost:[0-9]+"));
     assertTrue(!LoopbackEnvironment.needsAddress(options));
+    assertEquals(
+        LoopbackEnvironment.CACHE_MILLIS,
+        options.as(PortablePipelineOptions.class).getEnvironmentCacheMillis());
     LoopbackEnvironment.prepare(options);
     assertEquals(config, options.as(PortablePipelineOptions.class).getDefaultEnvironmentConfig());
+  }
+
+  @Test
+  public void prepareLeavesOtherEnvironmentsAndGivenValuesAlone() {
+    PipelineOptions docker = portableOptions("--defaultEnvironmentType=DOCKER");
+    LoopbackEnvironment.prepare(docker);
+    assertNull(docker.as(PortablePipelineOptions.class).getDefaultEnvironmentConfig());
+    assertEquals(0, docker.as(PortablePipelineOptions.class).getEnvironmentCacheMillis());
+    PipelineOptions given =
+        portableOptions(
+            "--defaultEnvironmentType=LOOPBACK",
+            "--defaultEnvironmentConfig=localhost:4242",
+            "--environmentCacheMillis=5");
+    LoopbackEnvironment.prepare(given);
+    assertEquals(
+        "localhost:4242", given.as(PortablePipelineOptions.class).getDefaultEnvironmentConfig());
+    assertEquals(5, given.as(PortablePipelineOptions.class).getEnvironmentCacheMillis());
   }
 
   @Test

@@ -7,8 +7,8 @@ import java.nio.channels.Channels;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Paths;
+import java.util.ArrayList;
 import java.util.List;
-import org.apache.beam.runners.portability.PortableRunner;
 import org.apache.beam.sdk.Pipeline;
 import org.apache.beam.sdk.PipelineResult;
 import org.apache.beam.sdk.io.FileSystems;
@@ -140,12 +140,16 @@ public final class CsvToFeatures {
 
   public static void main(String[] args) throws IOException {
     PipelineOptionsFactory.register(Options.class);
-    Options options = PipelineOptionsFactory.fromArgs(args).withValidation().as(Options.class);
+    List<String> argv = new ArrayList<>(List.of(args));
+    if (argv.stream().noneMatch(a -> a.startsWith("--runner="))) {
+      argv.add("--runner=PortableRunner"); // Python stages need a portable runner
+    }
+    Options options =
+        PipelineOptionsFactory.fromArgs(argv.toArray(new String[0])).withValidation().as(Options.class);
     if (!Paths.get(options.getOutput()).isAbsolute() || Files.exists(Paths.get(options.getOutput()))) {
       throw new IllegalArgumentException(
           "--output " + options.getOutput() + " must be an absolute path that does not exist yet");
     }
-    options.setRunner(PortableRunner.class);
     String spec = Files.readString(Paths.get(options.getSpec()), StandardCharsets.UTF_8);
     LoopbackEnvironment.prepare(options);
     FileSystems.setDefaultPipelineOptions(options);
