@@ -23,3 +23,61 @@ def portable_cluster(tmp_path_factory):
 
     with start_cluster(str(tmp_path_factory.mktemp("portable_cluster"))) as cluster:
         yield cluster
+
+
+# ---------------------------------------------------------------- DirectRunner runs
+# shared by the runner tests (portable, Flink, Spark): each compares against these.
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory):
+    """A directory with d.csv (tests/runner_helpers.write_data) and spec.yaml."""
+    from tests.runner_helpers import SPEC, write_data
+
+    d = tmp_path_factory.mktemp("runners")
+    write_data(d / "d.csv")
+    (d / "spec.yaml").write_text(SPEC)
+    return d
+
+
+@pytest.fixture(scope="session")
+def direct_run(data):
+    """(out dir, manifest) of `featurebridge analyze` on the DirectRunner."""
+    from pipelines import analyze
+    from tests.runner_helpers import analyze_argv
+
+    out = data / "out_direct"
+    config = os.path.join(os.path.dirname(os.path.dirname(__file__)), "runner_configs", "direct.yaml")
+    manifest = analyze.run(analyze_argv(data, out, "--runner_config", config))
+    return out, manifest
+
+
+@pytest.fixture(scope="session")
+def direct_predictions(direct_run, data):
+    """(model dir, manifest of predict into data/pred_direct): a 1-epoch model
+    trained on the direct analyze output, and its DirectRunner predictions on d.csv."""
+    from pipelines import predict, train
+
+    model = data / "model"
+    train.run(["--analyzed", str(direct_run[0]), "--output", str(model), "--epochs", "1"])
+    manifest = predict.run(["--model", str(model), "--input", str(data / "d.csv"), "--output", str(data / "pred_direct")])
+    return model, manifest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def killed_flink_job(request):
+    """A Flink analyze whose SDK workers are killed mid-job, started in the
+    background at the session's start when tests/test_engines.py is collected:
+    Beam's Java runner fails such a job only after a 3-minute wait, which the
+    tests before test_engines.py then cover. None when Flink cannot run here
+    (test_engines.py then skips, or fails with CI=true)."""
+    from tests.engine_helpers import KilledFlinkJob, engine_available
+
+    wanted = any(item.module.__name__.endswith("test_engines") for item in request.session.items)
+    if not wanted or not engine_available("flink"):
+        yield None
+        return
+    data = request.getfixturevalue("data")
+    job = KilledFlinkJob(data, data / "out_flink_killed")
+    yield job
+    job.stop()

@@ -38,6 +38,7 @@ __all__ = [
     "PortableCluster",
     "free_port",
     "portable_cluster",
+    "remote_ports",
     "wait_for_port",
 ]
 
@@ -90,7 +91,7 @@ def _tail(path: str, chars: int = 3000) -> str:
         return "(no log)"
 
 
-def _remote_ports(pid: int) -> set:
+def remote_ports(pid: int) -> set:
     """Remote TCP ports of pid's established connections (Linux /proc)."""
     inodes = set()
     try:
@@ -221,7 +222,7 @@ class PortableCluster:
             port = self.control_port()
             if port is not None:
                 for pid in self.harness_pids():
-                    if port in _remote_ports(pid):
+                    if port in remote_ports(pid):
                         return True
             time.sleep(0.2)
         return False

@@ -3,13 +3,9 @@
 config files, what workers get (setup.py, the SDK image), and a worker that
 dies mid-job."""
 
-import csv
 import glob
-import gzip
 import json
-import math
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -19,7 +15,6 @@ import zipfile
 
 import apache_beam as beam
 import pytest
-import yaml
 from apache_beam.options.pipeline_options import (
     FlinkRunnerOptions,
     PipelineOptions,
@@ -36,55 +31,16 @@ from pipelines import analyze
 from pipelines.options import RunnerConfigError, expand_runner_config, load_runner_config
 from tests.portable_cluster import portable_cluster as start_cluster
 from tests.portable_cluster import worker_env
+from tests.runner_helpers import (
+    ROWS,
+    analyze_argv as _argv,
+    assert_constants_match,
+    assert_examples_match,
+    assert_predictions_match,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "runner_configs")
-ROWS = 600
-SKETCH_EPSILON = 0.01  # TFT's default quantile sketch accuracy (rank error as a fraction)
-
-SPEC = """
-key: id
-label: {column: label, kind: binary}
-columns:
-  - {name: id, type: int}
-  - {name: age, type: int, missing: mean, transforms: [zscore, {type: bucketize, num_buckets: 4}]}
-  - {name: income, type: float, transforms: [log1p, scale_0_1]}
-  - {name: city, type: string, transforms: [vocabulary]}
-  - {name: label, type: int}
-"""
-
-
-def _write_data(path, rows=ROWS, seed=7):
-    rng = random.Random(seed)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "age", "income", "city", "label"])
-        for i in range(rows):
-            age = "" if i % 17 == 0 else rng.randint(18, 90)
-            income = round(rng.lognormvariate(10, 1), 2)
-            # A row with a bad number goes to rejected/ on both runners.
-            if i == 5:
-                income = "n/a"
-            w.writerow([i, age, income, rng.choice(["paris", "rome", "oslo", "lima", "kyiv"]), int(rng.random() < 0.3)])
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("runners")
-    _write_data(d / "d.csv")
-    (d / "spec.yaml").write_text(SPEC)
-    return d
-
-
-def _argv(data, out, *extra):
-    return ["--input", str(data / "d.csv"), "--spec", str(data / "spec.yaml"), "--output", str(out), *extra]
-
-
-@pytest.fixture(scope="module")
-def direct_run(data):
-    out = data / "out_direct"
-    manifest = analyze.run(_argv(data, out, "--runner_config", os.path.join(CONFIGS, "direct.yaml")))
-    return out, manifest
 
 
 @pytest.fixture(scope="module")
@@ -145,70 +101,14 @@ def portable_run(data, portable_cluster, killed_run):
 # ---------------------------------------------------------------- portable == direct
 
 
-def _close(a, b, path=""):
-    """Recursive equality with float tolerance; quantile boundaries checked apart."""
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and sorted(a) == sorted(b), f"{path}: keys {sorted(a)} != {sorted(b)}"
-        for k in a:
-            if k == "boundaries":
-                continue
-            _close(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, list):
-        assert isinstance(b, list) and len(a) == len(b), f"{path}: {a} != {b}"
-        for i, (x, y) in enumerate(zip(a, b)):
-            _close(x, y, f"{path}[{i}]")
-    elif isinstance(a, float) or isinstance(b, float):
-        assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9), f"{path}: {a} != {b}"
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
-
-
-def _rank(values, x):
-    return sum(v <= x for v in values) / len(values)
-
-
 @pytest.mark.slow
 def test_portable_constants_equal_direct(direct_run, portable_run, data):
-    direct = json.loads((direct_run[0] / "constants.json").read_text())
-    portable = json.loads((portable_run[0] / "constants.json").read_text())
-    _close(direct, portable)
-    # Quantile boundaries: equal up to the sketch's rank error.
-    ages = [int(r["age"]) for r in csv.DictReader(open(data / "d.csv")) if r["age"]]
-    b_direct = direct["features"]["age_bucketize"]["boundaries"]
-    b_portable = portable["features"]["age_bucketize"]["boundaries"]
-    assert len(b_direct) == len(b_portable) == 3
-    for x, y in zip(b_direct, b_portable):
-        assert abs(_rank(ages, x) - _rank(ages, y)) <= 2 * SKETCH_EPSILON, (b_direct, b_portable)
-
-
-def _examples(out):
-    import tensorflow as tf
-
-    rows = []
-    for path in sorted(glob.glob(str(out / "transformed" / "*.tfrecord.gz"))):
-        for record in tf.compat.v1.io.tf_record_iterator(path, tf.compat.v1.io.TFRecordOptions("GZIP")):
-            ex = tf.train.Example.FromString(record)
-            row = {}
-            for name, feat in ex.features.feature.items():
-                kind = feat.WhichOneof("kind")
-                row[name] = list(getattr(feat, kind).value) if kind else []
-            rows.append(row)
-    return rows
-
-
-def _sort_key(row):
-    return json.dumps({k: [round(v, 5) if isinstance(v, float) else str(v) for v in vs] for k, vs in sorted(row.items())})
+    assert_constants_match(direct_run[0], portable_run[0], data)
 
 
 @pytest.mark.slow
 def test_portable_transformed_data_equals_direct(direct_run, portable_run):
-    direct = sorted(_examples(direct_run[0]), key=_sort_key)
-    portable = sorted(_examples(portable_run[0]), key=_sort_key)
-    assert len(direct) == len(portable) == ROWS - 1  # the "n/a" row is rejected
-    for d, p in zip(direct, portable):
-        assert sorted(d) == sorted(p)
-        for name in d:
-            assert d[name] == pytest.approx(p[name], rel=1e-6, abs=1e-7), name
+    assert_examples_match(direct_run[0], portable_run[0])
 
 
 @pytest.mark.slow
@@ -484,28 +384,13 @@ def test_pinned_environment_is_consistent():
 # ---------------------------------------------------------------- predict on the portable runner
 
 
-def _predictions(out):
-    rows = [json.loads(line) for p in glob.glob(str(out / "predictions-*.jsonl")) for line in open(p)]
-    return {r["id"]: r for r in rows}
-
-
 @pytest.mark.slow
-def test_portable_predict_equals_direct(direct_run, portable_cluster, data):
-    from pipelines import predict, train
+def test_portable_predict_equals_direct(direct_predictions, portable_cluster, data):
+    from pipelines import predict
 
-    model = data / "model"
-    train.run(["--analyzed", str(direct_run[0]), "--output", str(model), "--epochs", "1"])
+    model, direct = direct_predictions
     base = ["--model", str(model), "--input", str(data / "d.csv")]
-    direct = predict.run([*base, "--output", str(data / "pred_direct")])
     portable = predict.run([*base, "--output", str(data / "pred_portable"), *portable_cluster.pipeline_flags()])
     assert portable["runner"] == "PortableRunner"
     assert portable["rows"] == direct["rows"]
-    a, b = _predictions(data / "pred_direct"), _predictions(data / "pred_portable")
-    assert len(a) == ROWS - 1 and a.keys() == b.keys()
-    for key, row in a.items():
-        assert sorted(row) == sorted(b[key])
-        for field, value in row.items():
-            if isinstance(value, (float, list)):
-                assert b[key][field] == pytest.approx(value, rel=1e-5, abs=1e-6), (key, field)
-            else:
-                assert b[key][field] == value, (key, field)
+    assert_predictions_match(data / "pred_direct", data / "pred_portable")
