@@ -205,7 +205,10 @@ def _image_tag_ok(image):
 
 def test_every_runner_has_a_config():
     names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(CONFIGS, "*.yaml")))
-    assert names == ["dataflow.yaml", "direct.yaml", "flink.yaml", "portable.yaml", "spark.yaml"]
+    assert names == [
+        "dataflow.yaml", "direct.yaml", "flink-local.yaml", "flink.yaml", "portable.yaml",
+        "spark-local.yaml", "spark.yaml",
+    ]
     for name in names:
         cfg = load_runner_config(os.path.join(CONFIGS, name))
         assert cfg["runner"] in StandardOptions.KNOWN_RUNNER_NAMES
