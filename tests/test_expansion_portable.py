@@ -137,7 +137,7 @@ def xlang_predictions(server, portable_cluster, job, tmp_path_factory):
 
 def test_predict_across_the_boundary_equals_in_process(xlang_predictions, job):
     spec, got = xlang_predictions
-    want = {r[spec.key]: r for r in job.predictionraw_rows()}
+    want = {r[spec.key]: r for r in job.prediction_rows()}
     assert got and len(got) == len({r[spec.key] for r in got})
     assert {r[spec.key] for r in got} == set(want)
     for r in got:
