@@ -293,11 +293,13 @@ def engine_session(argv: Sequence[str]) -> Iterator[List[str]]:
     argv = list(argv)
     options = PipelineOptions(argv).get_all_options()
     jar = _check_job_server_jar(options)
+    if jar and shutil.which("java") is None:
+        raise EngineError(
+            f"{options.get('runner')} starts its job server with `java`, which is not on PATH: install Java 17."
+        )
     if not options.get("local_worker_pool"):
         yield argv
         return
-    if shutil.which("java") is None and jar:
-        raise EngineError(f"{options.get('runner')} starts its job server with `java`, which is not on PATH: install Java 17.")
     log_dir = tempfile.mkdtemp(prefix="featurebridge-engine-")
     pool = _WorkerPool(log_dir)
     pool.start()
