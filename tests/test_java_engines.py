@@ -187,11 +187,17 @@ class _Services:
             _kill_group(proc)
 
 
+@pytest.fixture(scope="session")  # session: pytest sets up wider scopes first
+def java_tools():
+    """Java, Maven and the job servers, or a skip (a failure with CI=true), before any
+    expensive fixture runs."""
+    _require_java_tools()
+
+
 @pytest.fixture(scope="module")
-def java_engines(tmp_path_factory, in_process, job):
+def java_engines(java_tools, tmp_path_factory, in_process, job):
     """Builds java/, starts the services, runs FeatureBridgeEngineIT on Flink and on
     Spark, and yields what each run wrote (or its failure, with logs)."""
-    _require_java_tools()
     tmp = tmp_path_factory.mktemp("java_engines")
     logs = tmp / "logs"
     logs.mkdir()
