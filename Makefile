@@ -39,7 +39,7 @@ demo: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/featurebridge demo --output demo_output --overwrite
 
 test: $(STAMP) $(ENGINES_FOR_TESTS)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q tests
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q --durations=15 tests
 
 test-fast: $(STAMP) $(ENGINES_FOR_TESTS)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -m "not slow" tests

@@ -188,13 +188,20 @@ class PortableCluster:
     def alive(self) -> bool:
         return all(p is not None and p.poll() is None for p in (self.job_server, self.worker_pool))
 
-    def control_port(self) -> Optional[int]:
-        """The control port of the job server's latest job, from its log (None before a job)."""
-        marker = "starting control server on port "
+    def _logged_port(self, server: str) -> Optional[int]:
+        marker = f"starting {server} server on port "
         text = self.log("job_server")
         if marker not in text:
             return None
         return int(text.rsplit(marker, 1)[1].split()[0])
+
+    def control_port(self) -> Optional[int]:
+        """The control port of the job server's latest job, from its log (None before a job)."""
+        return self._logged_port("control")
+
+    def data_port(self) -> Optional[int]:
+        """The data port of the job server's latest job, from its log (None before a job)."""
+        return self._logged_port("data")
 
     def harness_pids(self) -> List[int]:
         """Pids of the SDK harness processes the worker pool started (Linux /proc)."""
@@ -215,16 +222,19 @@ class PortableCluster:
         return pids
 
     def wait_for_harness_connected(self, timeout: float) -> bool:
-        """Waits until an SDK harness holds an open connection to the job's control
-        port, i.e. it is running the job. Returns False on timeout."""
+        """Waits until an SDK harness holds open connections to the job's control
+        AND data ports, i.e. it is processing a bundle (a harness connected only
+        to the control port may not have opened its control stream yet, and a
+        death in that window is one Beam's job server waits on forever).
+        Returns False on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            port = self.control_port()
-            if port is not None:
+            ports = {self.control_port(), self.data_port()}
+            if None not in ports:
                 for pid in self.harness_pids():
-                    if port in remote_ports(pid):
+                    if ports <= remote_ports(pid):
                         return True
-            time.sleep(0.2)
+            time.sleep(0.1)
         return False
 
     def kill_worker_pool(self) -> None:
