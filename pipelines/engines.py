@@ -49,11 +49,13 @@ __all__ = [
     "EngineOptions",
     "FLINK_JOB_SERVER_JAR",
     "JAVA_BEAM_VERSION",
+    "accepts_connections",
     "SPARK_JOB_SERVER_JAR",
     "engine_info",
     "engine_session",
     "engines_dir",
     "expand_engines_dir",
+    "free_port",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -203,13 +205,15 @@ def engine_info(options: Mapping[str, object]) -> Dict[str, object]:
     return info
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free right now (another process may take it later)."""
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _accepts(port: int) -> bool:
+def accepts_connections(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:port."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True
@@ -239,7 +243,7 @@ class _WorkerPool:
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         for attempt in range(3):  # a port found free may be taken before the pool binds it
-            self.port = _free_port()
+            self.port = free_port()
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(
                     [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
@@ -249,7 +253,7 @@ class _WorkerPool:
                 )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
-                if _accepts(self.port):
+                if accepts_connections(self.port):
                     return
                 time.sleep(0.1)
             self.stop()

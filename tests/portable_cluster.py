@@ -25,13 +25,14 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional
+
+from pipelines.engines import accepts_connections, free_port
 
 __all__ = [
     "ClusterStartError",
@@ -51,21 +52,6 @@ class ClusterStartError(RuntimeError):
     """The job server or worker pool did not start listening in time."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 free right now (another process may take it later)."""
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def wait_for_port(port: int, proc: subprocess.Popen, name: str, log_path: str, timeout: float) -> None:
     """Blocks until ``port`` accepts connections; raises if ``proc`` exits or time runs out."""
     deadline = time.monotonic() + timeout
@@ -75,7 +61,7 @@ def wait_for_port(port: int, proc: subprocess.Popen, name: str, log_path: str, t
                 f"{name} exited with code {proc.returncode} before listening on port {port}. "
                 f"Log tail:\n{_tail(log_path)}"
             )
-        if _accepts(port):
+        if accepts_connections(port):
             return
         time.sleep(0.1)
     raise ClusterStartError(
