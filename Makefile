@@ -19,7 +19,7 @@ setup: $(STAMP)
 
 engines: $(ENGINES_STAMP)
 
-$(ENGINES_STAMP): java/engines/pom.xml java/engines/flink/pom.xml java/engines/spark/pom.xml
+$(ENGINES_STAMP): java/engines/pom.xml java/engines/flink/pom.xml java/engines/spark/pom.xml $(wildcard java/engines/*/src/main/resources/*)
 	@test -n "$(HAVE_JAVA)" || { echo "make engines needs Java 17 and Maven 3.8+ on PATH (Debian: apt install openjdk-17-jdk-headless maven)."; exit 1; }
 	@echo "Building Beam $(JAVA_BEAM_VERSION)'s Flink and Spark job servers from Maven Central into $(ENGINES_DIR) (~400 MB, once)"
 	mvn -q -B -f java/engines/pom.xml package -Dengines.dir=$(ENGINES_DIR)
