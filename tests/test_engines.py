@@ -43,6 +43,13 @@ CONFIGS = os.path.join(REPO, "runner_configs")
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module", autouse=True)
+def engines_present():
+    """Skips (fails with CI=true) before the DirectRunner fixtures are paid for."""
+    for name in ("flink", "spark"):
+        require_engine(name)
+
+
 @pytest.fixture(scope="module", params=["flink", "spark"])
 def engine_run(request, data, direct_run, direct_predictions):
     """One engine's CLI runs on the shared data: analyze, then predict with the
