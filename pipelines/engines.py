@@ -56,6 +56,8 @@ __all__ = [
     "engines_dir",
     "expand_engines_dir",
     "free_port",
+    "log_tail",
+    "stop_process_group",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -221,12 +223,34 @@ def accepts_connections(port: int) -> bool:
         return False
 
 
-def _tail(path: str, chars: int = 2000) -> str:
+def log_tail(path: str, chars: int = 3000) -> str:
+    """The last ``chars`` characters of a log file ("(no log)" if it cannot be read)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             return f.read()[-chars:]
     except OSError:
         return "(no log)"
+
+
+def stop_process_group(proc: Optional[subprocess.Popen], grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL, the process group ``proc`` leads; then SIGKILL what is
+    left of the group (children such as SDK workers) once the leader is gone."""
+    if proc is None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.wait(timeout=grace)
 
 
 class _WorkerPool:
@@ -260,22 +284,11 @@ class _WorkerPool:
             if attempt == 2:
                 raise EngineError(
                     f"The SDK worker pool did not start listening on localhost:{self.port} within "
-                    f"{timeout:.0f} s. Its log ({self.log_path}) ends with:\n{_tail(self.log_path)}"
+                    f"{timeout:.0f} s. Its log ({self.log_path}) ends with:\n{log_tail(self.log_path)}"
                 )
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=5)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        with contextlib.suppress(ProcessLookupError):  # SDK workers left in the group
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        stop_process_group(self.proc)
         self.proc = None
 
 

@@ -19,7 +19,7 @@ from pipelines import engines
 from tests.portable_cluster import remote_ports, worker_env
 from tests.runner_helpers import analyze_argv
 
-__all__ = ["JARS", "KilledFlinkJob", "engine_available", "require_engine", "run_cli"]
+__all__ = ["JARS", "KilledFlinkJob", "engine_available", "require_engine", "run_cli", "skip_or_fail"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "runner_configs")
@@ -43,14 +43,18 @@ def engine_available(name: str) -> bool:
     return engine_problem(name) is None
 
 
+def skip_or_fail(message: str) -> None:
+    """Skips the test with ``message``; with CI=true fails instead (CI must run it)."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " CI=true, so this is a failure, not a skip.")
+    pytest.skip(message)
+
+
 def require_engine(name: str) -> str:
     """The engine's job-server jar; skips (fails with CI=true) when it cannot run here."""
     problem = engine_problem(name)
     if problem:
-        message = f"{name} engine tests need Beam's job server: {problem}."
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message + " CI=true, so this is a failure, not a skip.")
-        pytest.skip(message)
+        skip_or_fail(f"{name} engine tests need Beam's job server: {problem}.")
     return os.path.join(engines.engines_dir(), JARS[name])
 
 

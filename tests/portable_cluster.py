@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional
 
-from pipelines.engines import accepts_connections, free_port
+from pipelines.engines import accepts_connections, free_port, log_tail, stop_process_group
 
 __all__ = [
     "ClusterStartError",
@@ -59,22 +59,14 @@ def wait_for_port(port: int, proc: subprocess.Popen, name: str, log_path: str, t
         if proc.poll() is not None:
             raise ClusterStartError(
                 f"{name} exited with code {proc.returncode} before listening on port {port}. "
-                f"Log tail:\n{_tail(log_path)}"
+                f"Log tail:\n{log_tail(log_path)}"
             )
         if accepts_connections(port):
             return
         time.sleep(0.1)
     raise ClusterStartError(
-        f"{name} did not listen on port {port} within {timeout:.0f} s. Log tail:\n{_tail(log_path)}"
+        f"{name} did not listen on port {port} within {timeout:.0f} s. Log tail:\n{log_tail(log_path)}"
     )
-
-
-def _tail(path: str, chars: int = 3000) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()[-chars:]
-    except OSError:
-        return "(no log)"
 
 
 def remote_ports(pid: int) -> set:
@@ -97,25 +89,6 @@ def remote_ports(pid: int) -> set:
                 if cols[3] == "01" and cols[9] in inodes:  # 01 = ESTABLISHED
                     ports.add(int(cols[2].rsplit(":", 1)[1], 16))
     return ports
-
-
-def _kill_group(proc: Optional[subprocess.Popen], grace: float = 5.0) -> None:
-    """SIGTERM then SIGKILL the process group that ``proc`` leads (it and its workers)."""
-    if proc is None:
-        return
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=wait)
-            # The leader is gone; make sure its children (SDK harnesses) are too.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            break
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def worker_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
@@ -169,7 +142,7 @@ class PortableCluster:
 
     def log(self, which: str = "worker_pool") -> str:
         """The tail of ``job_server`` or ``worker_pool`` log."""
-        return _tail(os.path.join(self.log_dir, f"{which}.log"))
+        return log_tail(os.path.join(self.log_dir, f"{which}.log"))
 
     def alive(self) -> bool:
         return all(p is not None and p.poll() is None for p in (self.job_server, self.worker_pool))
@@ -231,8 +204,8 @@ class PortableCluster:
             self.worker_pool.wait(timeout=10)
 
     def stop(self) -> None:
-        _kill_group(self.worker_pool)
-        _kill_group(self.job_server)
+        stop_process_group(self.worker_pool)
+        stop_process_group(self.job_server)
 
 
 def _start(args: List[str], log_path: str, env: Dict[str, str]) -> subprocess.Popen:

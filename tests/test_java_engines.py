@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -32,6 +31,8 @@ from typing import Dict, List, Optional
 import pytest
 
 from pipelines import engines
+from pipelines.engines import log_tail, stop_process_group
+from tests.engine_helpers import skip_or_fail
 from tests.job_helpers import job  # noqa: F401  (fixture: the shared demo run with a model)
 from tests.portable_cluster import REPO_ROOT, free_port, wait_for_port, worker_env
 from tests.test_expansion_service import ANALYZE_ID, PREDICT_ID, SPEC, TRANSFORM_ID, start_server
@@ -80,39 +81,19 @@ def _require_java_tools() -> None:
         if not os.path.isfile(os.path.join(engines.engines_dir(), jar)):
             problems.append(f"{jar} is missing from {engines.engines_dir()}")
     if problems:
-        message = (
+        skip_or_fail(
             "The Java engine tests need Java 17 and Maven (e.g. `apt-get install "
             "openjdk-17-jdk-headless maven`) and the job servers from `make engines`: "
             + "; ".join(problems) + "."
         )
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message + " CI=true, so this is a failure, not a skip.")
-        pytest.skip(message)
 
 
 def _tail(path: str, chars: int = 6000) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()[-chars:]
-    except OSError:
-        return "(no log)"
+    return log_tail(path, chars)
 
 
 def _kill_group(proc: Optional[subprocess.Popen]) -> None:
-    """SIGTERM, then SIGKILL, the process group ``proc`` leads (it and its children)."""
-    if proc is None:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break  # the whole group is gone
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-    if proc.poll() is None:
-        proc.wait(timeout=10)
+    stop_process_group(proc, grace=10)
 
 
 def _popen(argv: List[str], log_path: str, cwd: str = REPO_ROOT) -> subprocess.Popen:
