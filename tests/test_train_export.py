@@ -268,7 +268,11 @@ def test_other_label_kinds_train_beat_the_baseline_and_serve(tmp_path, kind, lab
     (tmp_path / "d.csv").write_text(_kind_rows(kind))
     (tmp_path / "spec.yaml").write_text(_KIND_SPEC.format(kind=kind, label_type=label_type))
     analyze.run(["--input", str(tmp_path / "d.csv"), "--spec", str(tmp_path / "spec.yaml"), "--output", str(tmp_path / "an")])
-    train.run(["--analyzed", str(tmp_path / "an"), "--output", str(tmp_path / "m"), "--model", model, "--epochs", "8",
+    # The linear model needs a larger step: at Adam's 0.005 for 8 epochs its RMSE ratio to the baseline
+    # ranged 0.26-1.17 over seeds (the data order of the DirectRunner's output varies); at 0.05 for 10
+    # epochs it is 0.19-0.20 for every seed.
+    knobs = ["--epochs", "8"] if model == "dnn" else ["--epochs", "10", "--learning_rate", "0.05"]
+    train.run(["--analyzed", str(tmp_path / "an"), "--output", str(tmp_path / "m"), "--model", model, *knobs,
                "--batch_size", "64"])
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     if kind == "multiclass":
