@@ -16,12 +16,12 @@ import time
 import pytest
 
 from pipelines import engines
-from tests.portable_cluster import remote_ports, worker_env
+from tests.portable_cluster import REPO_ROOT, remote_ports, worker_env
 from tests.runner_helpers import analyze_argv
 
-__all__ = ["JARS", "KilledFlinkJob", "engine_available", "require_engine", "run_cli", "skip_or_fail"]
+__all__ = ["CONFIGS", "JARS", "REPO", "KilledFlinkJob", "engine_available", "require_engine", "run_cli", "skip_or_fail"]
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = REPO_ROOT
 CONFIGS = os.path.join(REPO, "runner_configs")
 JARS = {"flink": engines.FLINK_JOB_SERVER_JAR, "spark": engines.SPARK_JOB_SERVER_JAR}
 JOB_TIMEOUT_S = 300

@@ -24,9 +24,7 @@ from apache_beam.options.pipeline_options import (
 from pipelines import engines
 from pipelines.engines import EngineError, engine_info, engine_session
 from pipelines.options import expand_runner_config
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = os.path.join(REPO, "runner_configs")
+from tests.engine_helpers import CONFIGS, REPO
 
 
 def _options(name, *extra):

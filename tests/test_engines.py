@@ -27,7 +27,7 @@ from importlib import metadata
 import pytest
 
 from pipelines import engines
-from tests.engine_helpers import require_engine, run_cli
+from tests.engine_helpers import CONFIGS, require_engine, run_cli
 from tests.runner_helpers import (
     ROWS,
     analyze_argv,
@@ -37,8 +37,6 @@ from tests.runner_helpers import (
     rejected_rows,
 )
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = os.path.join(REPO, "runner_configs")
 
 pytestmark = pytest.mark.slow
 
