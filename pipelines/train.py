@@ -50,14 +50,14 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     """Trains, exports and writes MODEL atomically; returns its manifest.
 
     Raises:
-      RunnerConfigError: bad or missing options.
+      UnknownOptionError, RunnerConfigError: unknown, bad or missing options.
       TrainingError: the analyzed directory is unusable or too small.
       OutputExistsError: --output exists and --overwrite was not given.
     """
-    from transforms.export import export_serving_model
+    args = TrainArgs.parse(list(argv if argv is not None else sys.argv[1:]))
+    from transforms.export import export_serving_model  # TensorFlow: after the flags are checked
     from transforms.train import load_analyzed, train_model
 
-    args = TrainArgs.parse(list(argv if argv is not None else sys.argv[1:]))
     tft_output, spec = load_analyzed(args.analyzed)  # fails early on a wrong directory
     staged = StagedOutput(args.output, overwrite=args.overwrite)
     started = time.monotonic()
@@ -98,7 +98,12 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
             options={k: v for k, v in vars(args).items() if k not in ("analyzed", "output", "overwrite")},
             features=[f.__dict__ for f in result.features],
             signatures=export["signatures"],
-            metrics={"model": metrics["model"], "baseline": metrics["baseline"], "rows": metrics["rows"]},
+            metrics={
+                "model": metrics["model"],
+                "baseline": metrics["baseline"],
+                "rows": metrics["rows"],
+                "label_warnings": metrics.get("label_warnings", []),
+            },
         )
         provenance.seal_manifest(staged.path, manifest)
         staged.commit()
@@ -127,6 +132,7 @@ def summarize(result: Dict[str, object], output: str) -> str:
         f"in {result.get('elapsed_seconds', '?')} s:",
         *metric_lines(result["metrics"]),
         f"  (baseline: {result['metrics']['baseline'].get('predicts', '')})",
+        *(f"WARNING: {w}" for w in result["metrics"].get("label_warnings", [])),
         f"Model in {os.path.abspath(output)}:",
         "  serving/ (signatures: " + ", ".join(sorted(result["signatures"])) + ")  metrics.json  manifest.json",
     ]

@@ -566,6 +566,74 @@ def _predict(model: keras.Model, head: Head, ds: tf.data.Dataset):
     return np.concatenate(labels), {k: np.concatenate(v) for k, v in outs.items()}
 
 
+def _label_value_text(spec: FeatureSpec, tft_output: tft.TFTransformOutput, value) -> str:
+    """A transformed label value as the user knows it (a string class's name)."""
+    label = spec.label
+    if label.kind == "regression":
+        return f"{float(value):g}"
+    if label.kind == "multiclass" and spec.column(label.column).type == "string":
+        try:  # stored with frequencies: "300 high"
+            entries = tft_output.vocabulary_by_name(label_vocabulary_name(label.column))
+            name = entries[int(value)].decode("utf-8", "replace").split(" ", 1)[-1]
+            return f"{name!r} (class id {int(value)})"
+        except (ValueError, IndexError, OSError, tf.errors.NotFoundError):
+            return f"class id {int(value)}"
+    return str(int(value))
+
+
+def _check_label_varies(spec: FeatureSpec, tft_output: tft.TFTransformOutput, train_labels: np.ndarray) -> None:
+    """Refuses to train when every training label is the same value.
+
+    Raises:
+      TrainingError: naming the label column, the value, the row count and
+        what to check (a string binary label's `positive:` value first).
+    """
+    n = int(train_labels.size)
+    if n == 0 or not np.all(train_labels == train_labels[0]):
+        return
+    label = spec.label
+    column = label.column
+    if label.kind == "binary" and label.positive is not None and int(train_labels[0]) == 0:
+        raise TrainingError(
+            f"label column {column}: positive value {label.positive!r} matches none of {n} training rows; "
+            "check its spelling and case against the column's values."
+        )
+    value = _label_value_text(spec, tft_output, train_labels[0])
+    if label.kind == "binary" and label.positive is not None:
+        value += f" (every row equals the positive value {label.positive!r})"
+    hint = (
+        "check the input data and any filter upstream (rows of the other values may be missing or rejected)"
+        + (", and the label's `positive:` value in the spec" if label.positive is not None else "")
+    )
+    raise TrainingError(
+        f"label column {column}: all {n} training rows have the same label, {value}, so the model "
+        f"could only learn that constant; {hint}. Nothing was trained."
+    )
+
+
+def _multiclass_id_warnings(column: str, train_labels: np.ndarray, num_classes: int) -> List[str]:
+    """Warnings for an int multiclass label whose ids in [0, num_classes) do
+    not all occur in training (ids numbered from 1, or with gaps)."""
+    seen = {int(v) for v in np.unique(train_labels)}
+    missing_count = num_classes - sum(1 for v in seen if 0 <= v < num_classes)
+    if missing_count <= 0:
+        return []
+    missing: List[int] = []
+    for i in range(num_classes):
+        if i not in seen:
+            missing.append(i)
+            if len(missing) == 10:
+                break
+    shown = ", ".join(str(i) for i in missing) + (f" (+{missing_count - 10} more)" if missing_count > 10 else "")
+    return [
+        f"label column {column}: {missing_count} of the class ids 0..{num_classes - 1} never occur in the "
+        f"{train_labels.size} training rows (missing: {shown}). The model has {num_classes} outputs "
+        "(the largest id + 1) and "
+        "classes never seen get no training signal; if the labels are numbered 1..K, subtract 1 upstream "
+        "or make the label a string column."
+    ]
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -625,8 +693,13 @@ def train_model(
             f"Too few rows to train and evaluate: {n_train} in the train split, "
             f"{eval_labels.size} in the eval split ({eval_percent}% of rows). Use more data."
         )
+    _check_label_varies(spec, tft_output, train_labels)
+    label_warnings: List[str] = []
     if head.kind == "multiclass" and spec.column(head.label).type != "string":
         head = dataclasses.replace(head, num_classes=int(max(train_labels.max(), eval_labels.max())) + 1)
+        label_warnings = _multiclass_id_warnings(head.label, train_labels, head.num_classes)
+    for warning in label_warnings:
+        _LOG.warning("%s", warning)
     if head.kind == "regression":
         head = dataclasses.replace(
             head, label_mean=float(train_labels.mean()), label_std=float(train_labels.std()) or 1.0
@@ -644,6 +717,7 @@ def train_model(
         "baseline": baseline_metrics(head, train_labels, y_eval),
         "rows": {"train": int(n_train), "eval": int(y_eval.size)},
         "eval_split": f"rows whose example hash mod 100 < {eval_percent}",
+        "label_warnings": label_warnings,
     }
     losses = [float(x) for x in history.history.get("loss", [])]
     return TrainResult(model, head, features, metrics, losses)
