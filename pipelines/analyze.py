@@ -18,7 +18,7 @@ from typing import Dict, Optional, Sequence
 import apache_beam as beam
 
 from pipelines.engines import engine_info, engine_session
-from pipelines.options import AnalyzeOptions, expand_runner_config
+from pipelines.options import AnalyzeOptions, check_options, expand_runner_config
 from transforms import io as fb_io
 from transforms import provenance
 from transforms.outputs import StagedOutput
@@ -41,12 +41,15 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     """Runs the analyze job and returns its manifest (rows, outputs, timings).
 
     Raises:
+      UnknownOptionError: a flag neither analyze nor Beam defines (--analyser).
       UsageError, SpecError, InputError, OutputExistsError, RunnerConfigError:
         before the pipeline starts, with a message that says what to fix.
       EmptyDataError, CountMismatchError: from the pipeline, after which no
         output directory exists.
     """
-    argv = expand_runner_config(list(argv if argv is not None else sys.argv[1:]))
+    argv = list(argv if argv is not None else sys.argv[1:])
+    check_options("analyze", argv, own=[AnalyzeOptions])
+    argv = expand_runner_config(argv)
     options = AnalyzeOptions(argv)
     opts = options.view_as(AnalyzeOptions)
     problems = opts.validate_analyze()

@@ -54,6 +54,12 @@ def _configure_logging() -> None:
         handler.addFilter(keep)
 
 
+def _unknown_option_error() -> type:
+    from pipelines.options import UnknownOptionError
+
+    return UnknownOptionError
+
+
 def _user_errors() -> tuple:
     from pipelines.options import RunnerConfigError
     from transforms.io import InputError
@@ -103,6 +109,9 @@ def run_command(command: str, argv: Optional[Sequence[str]]) -> int:
     except KeyboardInterrupt:
         print("Interrupted; no output was written.", file=sys.stderr)
         return 130
+    except _unknown_option_error() as e:  # before any work: one line per flag, then --help
+        print(str(e), file=sys.stderr)
+        return EXIT_USAGE
     except _user_errors() as e:
         message = _pipeline_error_message(e) or str(e)
         print(f"featurebridge {command}: error: {message}", file=sys.stderr)

@@ -18,7 +18,7 @@ import shutil
 import sys
 from typing import Dict, Optional, Sequence
 
-from pipelines.options import RunnerConfigError
+from pipelines.options import RunArgs, RunnerConfigError, check_options
 from transforms.outputs import OutputExistsError
 
 __all__ = ["OPTIONS", "main", "run", "summarize"]
@@ -54,7 +54,9 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         def error(self, message):
             raise RunnerConfigError(f"{message}. See `featurebridge demo --help`.")
 
-    parser = Parser(prog="featurebridge demo", add_help=False)
+    # Flags the demo does not define go on to `featurebridge run`: its own or Beam's.
+    check_options("demo", argv, own=[DemoArgs, RunArgs])
+    parser = Parser(prog="featurebridge demo", add_help=False, allow_abbrev=False)
     DemoArgs._add_argparse_args(parser)
     args, beam_flags = parser.parse_known_args(list(argv))
     if args.files < 2 or args.rows < args.files * 50:

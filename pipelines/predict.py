@@ -22,7 +22,7 @@ from typing import Dict, Optional, Sequence
 import apache_beam as beam
 
 from pipelines.engines import engine_info, engine_session
-from pipelines.options import PredictOptions, expand_runner_config
+from pipelines.options import PredictOptions, check_options, expand_runner_config
 from transforms import io as fb_io
 from transforms import provenance
 from transforms.outputs import StagedOutput
@@ -50,12 +50,15 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     """Runs batch prediction; returns the manifest (row counts, outputs).
 
     Raises:
+      UnknownOptionError: a flag neither predict nor Beam defines.
       UsageError, ModelDirError, InputError, OutputExistsError: before the
         pipeline starts, saying what to fix.
     """
-    from transforms.predict import Predict
+    argv = list(argv if argv is not None else sys.argv[1:])
+    check_options("predict", argv, own=[PredictOptions])
+    from transforms.predict import Predict  # TensorFlow: after the flags are checked
 
-    argv = expand_runner_config(list(argv if argv is not None else sys.argv[1:]))
+    argv = expand_runner_config(argv)
     options = PredictOptions(argv)
     opts = options.view_as(PredictOptions)
     problems = opts.validate_predict()

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from pipelines.options import RunArgs, expand_runner_config
+from pipelines.options import RunArgs, check_options, expand_runner_config
 from transforms import provenance
 from transforms.outputs import OutputExistsError
 
@@ -103,13 +103,16 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     """Runs the four stages and returns the summary (also OUT/summary.json).
 
     Raises:
+      UnknownOptionError: a flag neither run nor Beam defines.
       RunnerConfigError, SpecError, InputError, OutputExistsError: before any
         stage starts; errors of the stages as they raise them.
     """
+    argv = list(argv if argv is not None else sys.argv[1:])
+    check_options("run", argv, own=[RunArgs])
     from pipelines import analyze, predict, train
     from transforms.spec import load_spec
 
-    args, beam_flags = RunArgs.parse(expand_runner_config(list(argv if argv is not None else sys.argv[1:])))
+    args, beam_flags = RunArgs.parse(expand_runner_config(argv))
     spec = load_spec(args.spec)
     train_files, holdout, how = split_inputs(args.input, args.holdout)
     out = os.path.abspath(args.output)
