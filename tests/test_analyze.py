@@ -290,7 +290,7 @@ def test_cli_errors_say_what_to_do(tmp_path):
     (tmp_path / "d.csv").write_text("a\n1\n")
     bad_spec = _cli("analyze", "--input", "d.csv", "--spec", "spec.yaml", "--output", "o", cwd=tmp_path)
     assert bad_spec.returncode == 2
-    assert "column 'a': field 'type' is 'double'; allowed: ['float', 'int', 'string']" in bad_spec.stderr
+    assert "column 'a': field 'type' is 'double'; allowed: ['float', 'int', 'string', 'bool', 'timestamp']" in bad_spec.stderr
     assert "Traceback" not in bad_spec.stderr
     (tmp_path / "spec.yaml").write_text("columns: [{name: a, type: float, transforms: [zscore]}]\n")
     missing = _cli("analyze", "--input", "nothere/*.csv", "--spec", "spec.yaml", "--output", "o", cwd=tmp_path)

@@ -67,7 +67,7 @@ def test_every_format_gives_the_same_batches(tmp_path):
         assert rejected == [], path
         assert table.to_pydict() == expected, path
         # "present": per column, the used rows that had a value (expected above: x 2, n 2, s 3).
-        assert stats == {"source": str(path), "read": 3, "used": 3, "rejected": 0, "present": {"x": 2, "n": 2, "s": 3}}
+        assert stats == {"source": str(path), "read": 3, "used": 3, "rejected": 0, "present": {"x": 2, "n": 2, "s": 3}, "rejected_by": {}}
         assert table.schema.field("x").type == pa.large_list(pa.float32())
 
 
@@ -150,7 +150,7 @@ def test_empty_file_yields_zero_stats(tmp_path):
     path.write_text("x,n,s\n")
     table, rejected, stats = _collect(path)
     assert table is None and rejected == []
-    assert stats == {"source": str(path), "read": 0, "used": 0, "rejected": 0, "present": {"x": 0, "n": 0, "s": 0}}
+    assert stats == {"source": str(path), "read": 0, "used": 0, "rejected": 0, "present": {"x": 0, "n": 0, "s": 0}, "rejected_by": {}}
 
 
 def test_read_raw_data_validates_on_the_launcher(tmp_path):
@@ -173,3 +173,98 @@ def test_large_csv_is_split_into_batches(tmp_path):
     assert [b.num_rows for b in batches] == [1000, 1000, 500]
     got = np.concatenate([np.array(b.column("x").flatten()) for b in batches])
     np.testing.assert_allclose(got, values.astype(np.float32))
+
+
+# ---------------------------------------------------------------------------
+# Users' files as they are (issue 10): null markers, dialects, header names,
+# bools, timestamps, globs, early header checks, every bad column of a row.
+
+USERS_SPEC = """
+input: {delimiter: ";", quote: "'", encoding: latin-1}
+columns:
+  - {name: width, source: "petal width (cm)", type: float, missing: mean, transforms: [zscore]}
+  - {name: city, type: string, missing: {constant: "?"}, transforms: [vocabulary]}
+  - {name: region, type: string, null_markers: [], missing: reject, transforms: [vocabulary]}
+  - {name: ok, type: bool, missing: reject, transforms: [identity]}
+  - {name: seen, type: timestamp, missing: reject, transforms: [year, hour]}
+"""
+
+
+def test_null_markers_dialect_header_names_bools_and_timestamps(tmp_path):
+    spec = FeatureSpec.from_text(USERS_SPEC)
+    path = tmp_path / "users.csv"
+    text = (
+        "petal width (cm);city;region;ok;seen\n"
+        "1.5;'Zürich; CH';NA;True;2024-01-31\n"
+        "\n"
+        "NA;None;EU;false;2024-01-31 08:15\n"
+        "N/A;null;AS;1;2024-02-29T23:59:59Z\n"
+        "  \n"
+        "nan;  ;NA;NO;2024-03-01 00:00:00.5\n"
+    )
+    path.write_bytes(text.encode("latin-1"))
+    table, rejected, stats = _collect(path, spec)
+    assert rejected == [] and stats["read"] == stats["used"] == 4
+    assert table.column("width").to_pylist() == [[1.5], [], [], []]
+    assert table.column("city").to_pylist() == [["Zürich; CH".encode()], [], [], []]
+    assert table.column("region").to_pylist() == [[b"NA"], [b"EU"], [b"AS"], [b"NA"]]
+    assert table.column("ok").to_pylist() == [[1], [0], [1], [0]]
+    assert table.column("seen").to_pylist()[2] == [b"2024-02-29T23:59:59Z"]
+
+
+def test_every_bad_column_of_a_row_is_listed_and_counted(tmp_path):
+    spec = FeatureSpec.from_text(USERS_SPEC.replace("input: {delimiter: \";\", quote: \"'\", encoding: latin-1}\n", ""))
+    path = tmp_path / "bad.csv"
+    path.write_text(
+        '"petal width (cm)",city,region,ok,seen\n'
+        "1,a,,maybe,31/01/2024\n"
+        "2,b,EU,yes,2024-13-01\n"
+        "3,c,EU,y,2024-01-01\n"
+    )
+    _, rejected, stats = _collect(path, spec)
+    assert [r.row for r in rejected] == [1, 2]
+    first = json.loads(rejected[0].to_json())
+    assert (first["column"], first["code"]) == ("region", "missing")
+    assert [(m["column"], m["value"], m["code"]) for m in first["more"]] == [
+        ("ok", "maybe", "not a bool"),
+        ("seen", "31/01/2024", "not a timestamp"),
+    ]
+    assert "not an ISO 8601 date or date-time" in first["more"][1]["reason"]
+    assert stats["rejected_by"] == {
+        "ok: not a bool": 1, "region: missing": 1, "seen: not a timestamp": 2,
+    }
+
+
+def test_a_relative_glob_matches_files_in_the_current_directory(tmp_path, monkeypatch):
+    (tmp_path / "name-1.csv").write_text("x,n,s\n1,2,a\n")
+    (tmp_path / "name-2.csv").write_text("x,n,s\n1,2,a\n")
+    monkeypatch.chdir(tmp_path)
+    assert match_files("name-*.csv") == [str(tmp_path / "name-1.csv"), str(tmp_path / "name-2.csv")]
+
+
+def test_a_spec_column_absent_from_the_header_fails_on_the_launcher_once(tmp_path):
+    (tmp_path / "a.csv").write_text("x,n,S\n1,2,a\n")
+    (tmp_path / "b.csv").write_text("x,n,S\n1,2,a\n")
+    with pytest.raises(InputError) as e:
+        ReadRawData(str(tmp_path / "*.csv"), SPEC)
+    message = str(e.value)
+    assert message.startswith(f"{tmp_path / 'a.csv'}: column(s) ['s'] required by the feature spec are not in the file (its columns: ['x', 'n', 'S']) (and 1 more file(s) like it")
+    assert "a spec column reads the file column named by its 'source'" in message
+    spaced = FeatureSpec.from_text("columns: [{name: petal_width, type: float, transforms: [zscore]}]")
+    (tmp_path / "c.csv").write_text("petal width\n1\n")
+    with pytest.raises(InputError, match=r"The file has 'petal width': add `source: \"petal width\"` to spec column 'petal_width'"):
+        ReadRawData(str(tmp_path / "c.csv"), spaced)
+
+
+def test_header_false_takes_the_spec_column_names(tmp_path):
+    spec = FeatureSpec.from_text(
+        "input: {header: false, column_names: [x, n, s]}\n"
+        "columns:\n"
+        "  - {name: x, type: float, missing: mean, transforms: [zscore]}\n"
+        "  - {name: s, type: string, missing: reject, transforms: [vocabulary]}\n"
+    )
+    path = tmp_path / "noheader.csv"
+    path.write_text("1.5,2,a\n2.5,3,b\n")
+    table, rejected, stats = _collect(path, spec)
+    assert rejected == [] and table.column("s").to_pylist() == [[b"a"], [b"b"]]
+    assert stats["read"] == 2

@@ -60,7 +60,7 @@ def test_load_spec_reads_files_and_inline_text(tmp_path):
     [
         ("columns: []", r"'columns' must be a non-empty list"),
         ("[1, 2]", r"a spec must be a mapping"),
-        ("columns: [{name: a, type: double}]", r"column 'a': field 'type' is 'double'; allowed: \['float', 'int', 'string'\]"),
+        ("columns: [{name: a, type: double}]", r"column 'a': field 'type' is 'double'; allowed: \['float', 'int', 'string', 'bool', 'timestamp'\]"),
         ("columns: [{name: a, type: float, missing: maybe, transforms: [zscore]}]", r"column 'a', field 'missing': got 'maybe'"),
         ("columns: [{name: a, type: string, missing: mean, transforms: [hash]}]", r"column 'a', field 'missing': 'mean' needs a float or int column"),
         ("columns: [{name: a, type: float, transforms: [frobnicate]}]", r"column 'a', transforms\[0\]: transform type 'frobnicate' is unknown"),

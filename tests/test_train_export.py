@@ -13,6 +13,7 @@ import pytest
 
 from tests.analyze_helpers import read_transformed
 from tests.job_helpers import job, run_fresh_process  # noqa: F401  (fixture)
+from transforms.spec import SPLIT_FEATURE
 
 pytestmark = pytest.mark.slow
 
@@ -161,7 +162,7 @@ def test_beam_and_serving_agree_on_features_and_predictions(job, served):
     examples, outputs, _ = served
     feature_spec = tft.TFTransformOutput(job.analyzed).transformed_feature_spec()
     label = job.spec().label.column
-    names = sorted(n for n in feature_spec if n != label)
+    names = sorted(n for n in feature_spec if n not in (label, SPLIT_FEATURE))
     sparse = {n for n in names if isinstance(feature_spec[n], tf.io.VarLenFeature)}
     floats = [n for n in names if feature_spec[n].dtype == tf.float32]
     exact = [n for n in names if n not in floats]

@@ -8,6 +8,7 @@ is read (see `transforms.constants`).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Callable, Optional
@@ -19,7 +20,7 @@ from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
 from transforms import io as fb_io
 from transforms.fast_analyze import CONSTANTS_JSON, build_fast_preprocessing_fn, fast_path_unsupported
-from transforms.preprocessing import build_constants_fn, build_preprocessing_fn, raw_feature_spec
+from transforms.preprocessing import build_constants_fn, build_preprocessing_fn, raw_feature_spec, with_shared_rules
 from transforms.spec import FeatureSpec
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "AnalyzeToDirectory",
     "CountMismatchError",
     "EmptyDataError",
+    "describe_rejections",
     "REJECTED_DIR",
     "CONSTANTS_FN_DIR",
     "TRANSFORMED_DIR",
@@ -113,6 +115,8 @@ class AnalyzeAndTransform(beam.PTransform):
             )
         else:
             preprocessing_fn = self._user_fn or build_preprocessing_fn(self._spec)
+        # One meaning of "missing" inside the graph, and the split bucket, for every kind of fn.
+        preprocessing_fn = with_shared_rules(self._spec, preprocessing_fn)
         with tft_beam.Context(temp_dir=self._temp_dir):
             if self._transform_input is None:
                 (transformed, transformed_metadata), transform_fn = (
@@ -142,7 +146,9 @@ class AnalyzeAndTransform(beam.PTransform):
                 constants_fn = (
                     batches,
                     config,
-                ) | "AnalyzeConstants" >> tft_beam.AnalyzeDataset(build_constants_fn(self._spec))
+                ) | "AnalyzeConstants" >> tft_beam.AnalyzeDataset(
+                    with_shared_rules(self._spec, build_constants_fn(self._spec), split=False)
+                )
                 written.append(constants_fn | "WriteConstantsFn" >> tft_beam.WriteTransformFn(
                     os.path.join(self._output_dir, CONSTANTS_FN_DIR)
                 ))
@@ -250,21 +256,48 @@ REJECTED_PREFIX = "rejected"
 def _sum_stats(stats):
     total = {"read": 0, "used": 0, "rejected": 0}
     per_file = {}
+    rejected_by: dict = {}
     for s in stats:
         per_file[s["source"]] = {k: s[k] for k in ("read", "used", "rejected")}
         for k in total:
             total[k] += s[k]
+        for problem, count in s.get("rejected_by", {}).items():
+            rejected_by[problem] = rejected_by.get(problem, 0) + count
+    total["rejected_by"] = dict(sorted(rejected_by.items(), key=lambda kv: (-kv[1], kv[0])))
     return total, dict(sorted(per_file.items()))
 
 
-def _check_not_empty(used_rows: int, rejected_rows: int, sources) -> None:
+def describe_rejections(rejected_by, examples=(), limit: int = 5) -> str:
+    """Counts by "column: reason" (most frequent first) and a few example rows, in words."""
+    items = sorted(rejected_by.items(), key=lambda kv: (-kv[1], kv[0]))
+    parts = [f"{count} x {problem}" for problem, count in items[:limit]]
+    if len(items) > limit:
+        parts.append(f"{len(items) - limit} more kind(s)")
+    text = "; ".join(parts)
+    shown = []
+    for line in examples:
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        where = f"{r.get('source')} row {r.get('row')}"
+        column = f", column {r['column']!r} = {r.get('value')!r}" if r.get("column") else ""
+        shown.append(f"{where}{column}: {r.get('reason')}")
+    if shown:
+        text += ". For example: " + " | ".join(shown)
+    return text
+
+
+def _check_not_empty(used_rows: int, rejected_rows: int, sources, rejected_by=None, examples=()) -> None:
     if used_rows == 0:
         where = ", ".join(sorted(sources)[:5]) or "the input"
         if rejected_rows:
             raise EmptyDataError(
                 f"All {rejected_rows} input rows were rejected ({where}), so there is "
-                "nothing to analyze. See rejected/ for each row's reason, fix the data "
-                "or relax the spec's missing-value policies."
+                f"nothing to analyze. By column and reason: {describe_rejections(rejected_by or {}, examples)}. "
+                "Fix the data, or the spec (column types, null_markers, input: options "
+                "such as the delimiter, or the missing-value policies), then rerun; "
+                "no output directory was written."
             )
         raise EmptyDataError(
             f"The input has no data rows ({where}). Analyzing an empty dataset would "
@@ -332,7 +365,7 @@ class _Finalize(beam.DoFn):
                 f"{totals['rejected']}). This is a bug in featurebridge; please report it "
                 "with the input that triggers it."
             )
-        _check_not_empty(used_rows, rejected_rows, per_file)
+        _check_not_empty(used_rows, rejected_rows, per_file, totals["rejected_by"], self._rejected_examples())
         if transformed_rows != used_rows:
             raise CountMismatchError(
                 f"{used_rows} rows went into TFT but {transformed_rows} transformed "
@@ -353,6 +386,7 @@ class _Finalize(beam.DoFn):
                 "read": totals["read"] if stats else used_rows + rejected_rows,
                 "used": used_rows,
                 "rejected": rejected_rows,
+                "rejected_by": totals["rejected_by"],
                 "per_file": per_file,
             },
             spec_digest=spec.digest(),
@@ -363,6 +397,20 @@ class _Finalize(beam.DoFn):
             yield self._commit_to_final()
         else:
             yield self._staging
+
+    def _rejected_examples(self, limit: int = 3):
+        """The first rejected rows' JSON lines, from the staged rejected/ files."""
+        import glob
+
+        lines = []
+        for path in sorted(glob.glob(os.path.join(self._staging, REJECTED_DIR, "*"))):
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    if line.strip():
+                        lines.append(line)
+                    if len(lines) >= limit:
+                        return lines
+        return lines
 
     def _commit_to_final(self):
         old = None

@@ -23,6 +23,7 @@ from transforms.spec import FeatureSpec
 __all__ = ["compute_constants", "read_vocabulary"]
 
 _VOCAB_TYPES = ("vocabulary", "ngrams", "bag_of_words", "tfidf")
+_ENCODED_SPACE = b"__SPACE__"
 
 
 def read_vocabulary(
@@ -45,6 +46,9 @@ def read_vocabulary(
             line = line.rstrip(b"\n")
             if with_counts:
                 count, _, value = line.partition(b" ")
+                # TFT writes a space inside a value as __SPACE__ when it stores
+                # counts ("count value" lines); show the value as the user wrote it.
+                value = value.replace(_ENCODED_SPACE, b" ")
                 entry = {"value": value.decode("utf-8", errors="replace"), "count": int(float(count))}
             else:
                 entry = {"value": line.decode("utf-8", errors="replace"), "count": None}
@@ -66,8 +70,8 @@ def _evaluate_constants(constants_dir: str, spec: FeatureSpec) -> Dict[str, List
     output = tft.TFTransformOutput(constants_dir)
     dummy = {}
     for c in spec.columns:
-        dtype = {"float": tf.float32, "int": tf.int64, "string": tf.string}[c.type]
-        value = tf.constant(["x"] if c.type == "string" else [0], dtype=dtype)
+        dtype = {"float": tf.float32, "int": tf.int64, "string": tf.string}[c.storage]
+        value = tf.constant(["x"] if c.storage == "string" else [0], dtype=dtype)
         dummy[c.name] = tf.SparseTensor(indices=[[0, 0]], values=value, dense_shape=[1, 1])
     result = output.transform_raw_features(dummy)
     values = {}
@@ -139,7 +143,7 @@ def compute_constants(
                 tft_output.vocabulary_file_by_name(fill_vocabulary_name(c.name)), 1, with_counts=False
             )
             entry["fill_value"] = top[0]["value"] if top else None
-            if top and c.type != "string":
+            if top and c.storage != "string":
                 entry["fill_value"] = float(top[0]["value"]) if c.type == "float" else int(float(top[0]["value"]))
         columns[c.name] = entry
 

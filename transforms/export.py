@@ -3,12 +3,18 @@
 Signatures (all with TF Serving's predict method name):
 
 - ``serving_default``: ``examples``, serialized tf.Example with RAW features
-  (the label is never needed; a missing feature is filled by the spec's policy).
+  keyed by the columns' file names (`Column.source`, the spec name unless the
+  spec says otherwise); the label is never needed.
 - ``serving_raw``: one named dense tensor per raw column (not the label or
-  key), shape [batch]
-  (float32, int64 or string); a missing value is NaN (float) or "" (string).
+  key), named by the spec name, shape [batch] (float32, int64 or string; a
+  bool is an int64 0/1, a timestamp its ISO 8601 text).
 - ``transform_features``: ``examples`` -> the transformed features. A sparse
   feature comes back as ``<name>__values`` and ``<name>__row_lengths``.
+
+Missing values mean the same in every signature as in the readers: an absent
+feature, a NaN float, an empty or blank string or one of the column's null
+markers is filled by the column's policy. The rule lives in the transform
+graph itself (`preprocessing.drop_missing`), so TF Serving applies it too.
 
 Prediction outputs: see `transforms.train.outputs_from_logits`.
 
@@ -30,7 +36,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from transforms.preprocessing import raw_feature_spec
-from transforms.spec import FeatureSpec
+from transforms.spec import SPLIT_FEATURE, FeatureSpec
 from transforms.train import FeatureInfo, Head, outputs_from_logits
 
 __all__ = [
@@ -86,9 +92,15 @@ def serving_spec(spec: FeatureSpec) -> FeatureSpec:
 # Raw rows -> tf.Example
 
 
+_BOOL_WORDS = {"true": 1, "false": 0, "yes": 1, "no": 0, "t": 1, "f": 0, "y": 1, "n": 0, "1": 1, "0": 0}
+
+
 def _feature(ctype: str, values) -> tf.train.Feature:
     if ctype == "float":
         return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    if ctype == "bool":
+        values = [_BOOL_WORDS.get(v.strip().lower(), v) if isinstance(v, str) else int(v) for v in values]
+        ctype = "int"
     if ctype == "int":
         return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
     return tf.train.Feature(
@@ -97,9 +109,11 @@ def _feature(ctype: str, values) -> tf.train.Feature:
 
 
 def rows_to_examples(spec: FeatureSpec, rows: Iterable[Mapping[str, object]]) -> List[bytes]:
-    """Serialized raw tf.Examples from dicts of Python values (None or a
-    missing key = missing value; the label and unknown keys are dropped)."""
+    """Serialized raw tf.Examples from dicts of Python values keyed by spec
+    name (None or a missing key = missing value; the label and unknown keys are
+    dropped). Features are keyed by the columns' file names, as serving_default reads them."""
     types = {c.name: c.type for c in spec.columns}
+    sources = {c.name: c.source for c in spec.columns}
     keep = serving_columns(spec)
     out = []
     for row in rows:
@@ -108,7 +122,7 @@ def rows_to_examples(spec: FeatureSpec, rows: Iterable[Mapping[str, object]]) ->
             v = row.get(name)
             if v is None or (isinstance(v, float) and np.isnan(v)):
                 continue
-            feats[name] = _feature(types[name], [v])
+            feats[sources[name]] = _feature(types[name], [v])
         out.append(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
     return out
 
@@ -116,11 +130,12 @@ def rows_to_examples(spec: FeatureSpec, rows: Iterable[Mapping[str, object]]) ->
 def batch_to_examples(spec: FeatureSpec, batch: pa.RecordBatch) -> List[bytes]:
     """Serialized raw tf.Examples from a RecordBatch in `arrow_schema_for(spec)`
     layout (an empty list is a missing value; position columns are ignored)."""
-    types = {c.name: c.type for c in spec.columns}
+    types = {c.name: c.storage for c in spec.columns}
+    sources = {c.name: c.source for c in spec.columns}
     columns = {n: batch.column(n).to_pylist() for n in serving_columns(spec) if n in batch.schema.names}
     out = []
     for i in range(batch.num_rows):
-        feats = {n: _feature(types[n], vals[i]) for n, vals in columns.items() if vals[i]}
+        feats = {sources[n]: _feature(types[n], vals[i]) for n, vals in columns.items() if vals[i]}
         out.append(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
     return out
 
@@ -134,6 +149,8 @@ def _flatten(features: Mapping[str, object]) -> Dict[str, tf.Tensor]:
     becomes its values and per-row lengths (a ragged layout)."""
     out = {}
     for name, x in features.items():
+        if name == SPLIT_FEATURE:  # training's split bucket, not a feature
+            continue
         if isinstance(x, tf.SparseTensor):
             ragged = tf.RaggedTensor.from_sparse(x)
             out[f"{name}__values"] = ragged.flat_values
@@ -146,17 +163,12 @@ def _flatten(features: Mapping[str, object]) -> Dict[str, tf.Tensor]:
     return out
 
 
-def _dense_to_sparse(x: tf.Tensor, ctype: str) -> tf.SparseTensor:
-    """[batch] dense -> [batch, 1] sparse, dropping the missing markers."""
-    if ctype == "float":
-        present = tf.logical_not(tf.math.is_nan(x))
-    elif ctype == "string":
-        present = tf.not_equal(tf.strings.length(tf.strings.strip(x)), 0)
-    else:
-        present = tf.ones_like(x, tf.bool)
-    rows = tf.where(present)[:, 0]
+def _dense_to_sparse(x: tf.Tensor) -> tf.SparseTensor:
+    """[batch] dense -> [batch, 1] sparse with every value; the transform
+    graph then drops the ones that mean missing (NaN, "", null markers)."""
+    rows = tf.range(tf.shape(x, out_type=tf.int64)[0])
     indices = tf.stack([rows, tf.zeros_like(rows)], axis=1)
-    return tf.SparseTensor(indices, tf.boolean_mask(x, present), tf.stack([tf.shape(x, out_type=tf.int64)[0], 1]))
+    return tf.SparseTensor(indices, x, tf.stack([tf.shape(x, out_type=tf.int64)[0], 1]))
 
 
 def export_serving_model(
@@ -184,9 +196,15 @@ def export_serving_model(
       {"signatures": {name: {"inputs": [...], "outputs": [...]}}, "path": export_dir}.
     """
     tft_output = tft.TFTransformOutput(analyzed_dir)
-    parse_spec = {k: v for k, v in raw_feature_spec(spec).items() if k in serving_columns(spec)}
+    # tf.Example keys are the file column names; the transform graph's inputs the spec names.
+    sources = {c.name: c.source for c in spec.columns}
+    parse_spec = {sources[k]: v for k, v in raw_feature_spec(spec).items() if k in serving_columns(spec)}
     model_inputs = sorted({f.name for f in features} | {f.weights for f in features if f.weights})
-    types = {c.name: c.type for c in spec.columns}
+    types = {c.name: c.storage for c in spec.columns}
+
+    def parse_raw(examples):
+        parsed = tf.io.parse_example(examples, parse_spec)
+        return {name: parsed[sources[name]] for name in serving_columns(spec)}
 
     module = tf.Module()
     module.model = model
@@ -206,17 +224,17 @@ def export_serving_model(
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
     def serve_examples(examples):
-        return predict_from_raw(tf.io.parse_example(examples, parse_spec))
+        return predict_from_raw(parse_raw(examples))
 
     raw_signature = {n: tf.TensorSpec([None], _DTYPES[types[n]], name=n) for n in raw_signature_columns(spec)}
 
     @tf.function(input_signature=[raw_signature])
     def serve_raw(raw):
-        return predict_from_raw({n: _dense_to_sparse(raw[n], types[n]) for n in raw})
+        return predict_from_raw({n: _dense_to_sparse(raw[n]) for n in raw})
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
     def transform_features(examples):
-        transformed = transform_raw(tf.io.parse_example(examples, parse_spec))
+        transformed = transform_raw(parse_raw(examples))
         return _flatten(transformed)
 
     module.serve_examples = serve_examples

@@ -167,7 +167,7 @@ class _ToKeyedExamples(beam.DoFn):
         self._spec = FeatureSpec.from_text(self._spec_json)
 
     def process(self, batch):
-        import tensorflow as tf
+        from transforms.export import batch_to_examples
 
         spec = self._spec
         names = batch.schema.names
@@ -176,29 +176,16 @@ class _ToKeyedExamples(beam.DoFn):
                 f"Predict needs batches with {SOURCE_COLUMN!r} and {ROW_COLUMN!r} columns; got "
                 f"{names}. Read with ReadRawData(..., include_position=True)."
             )
-        types = {c.name: c.type for c in spec.columns}
-        columns = {c.name: batch.column(c.name).to_pylist() for c in spec.columns if c.name in names}
+        examples = batch_to_examples(spec, batch)
         sources = batch.column(SOURCE_COLUMN).to_pylist()
         rows = batch.column(ROW_COLUMN).to_pylist()
-        keys = columns.get(spec.key) if spec.key else None
-        for i in range(batch.num_rows):
-            feats = {}
-            for name, values in columns.items():
-                v = values[i]
-                if not v:
-                    continue
-                if types[name] == "float":
-                    feats[name] = tf.train.Feature(float_list=tf.train.FloatList(value=v))
-                elif types[name] == "int":
-                    feats[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=v))
-                else:
-                    feats[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=v))
+        keys = batch.column(spec.key).to_pylist() if spec.key and spec.key in names else None
+        for i, example in enumerate(examples):
             key = keys[i][0] if keys is not None and keys[i] else None
             if isinstance(key, bytes):
                 key = key.decode("utf-8", errors="replace")
             source = sources[i][0]
             source = source.decode("utf-8", errors="replace") if isinstance(source, bytes) else source
-            example = tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
             yield (key, source, int(rows[i][0])), example
 
 

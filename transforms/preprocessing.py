@@ -6,7 +6,12 @@ baked into the transform_fn graph as constants. That same graph later sits
 inside the serving model, so there is one definition of every feature.
 
 Raw inputs are ``tf.SparseTensor`` of shape [batch, 1] (an empty row means the
-value is missing). Missing values are filled inside the graph according to the
+value is missing). `with_shared_rules` wraps every preprocessing_fn (the spec's,
+the fast analyzer's and a user's) so that the graph itself drops the values
+that mean "missing" (NaN, empty or blank strings, the column's null markers,
+unparseable timestamps) before anything else sees them: the readers, the Beam
+transform, `featurebridge predict` and every serving signature then agree on
+every row. Missing values are filled inside the graph according to the
 column's policy, so serving fills them the same way.
 """
 
@@ -19,10 +24,16 @@ from typing import Callable, Dict, Mapping
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from transforms.spec import Column, Cross, FeatureSpec, Transform
+from transforms.spec import SPLIT_FEATURE, TIMESTAMP_PARTS, TIMESTAMP_PATTERN, Column, Cross, FeatureSpec, Transform
 
 __all__ = [
     "CONSTANTS_PREFIX",
+    "SPLIT_FEATURE",
+    "SPLIT_BUCKETS",
+    "drop_missing",
+    "split_bucket",
+    "timestamp_part",
+    "with_shared_rules",
     "apply_transform",
     "cross_tensor",
     "as_string",
@@ -40,12 +51,120 @@ __all__ = [
 
 _TF_TYPES = {"float": tf.float32, "int": tf.int64, "string": tf.string}
 CONSTANTS_PREFIX = "__constant__"
+SPLIT_BUCKETS = 100
 
 
 def raw_feature_spec(spec: FeatureSpec) -> Dict[str, tf.io.VarLenFeature]:
     """The raw features as TF parsing specs: every column is a VarLenFeature so
     a missing value (an absent feature in a tf.Example) is representable."""
-    return {c.name: tf.io.VarLenFeature(_TF_TYPES[c.type]) for c in spec.columns}
+    return {c.name: tf.io.VarLenFeature(_TF_TYPES[c.storage]) for c in spec.columns}
+
+
+def _present_mask(column: Column, values: tf.Tensor) -> tf.Tensor:
+    """True where a raw value is a real value, False where it means missing."""
+    if column.storage == "float":
+        return tf.logical_not(tf.math.is_nan(values))
+    if column.storage != "string":
+        return tf.ones_like(values, tf.bool)
+    stripped = tf.strings.strip(values)
+    present = tf.greater(tf.strings.length(stripped), 0)
+    if column.null_markers:
+        markers = tf.constant(list(column.null_markers), tf.string)
+        is_marker = tf.reduce_any(tf.equal(tf.expand_dims(stripped, 1), tf.expand_dims(markers, 0)), axis=1)
+        present = tf.logical_and(present, tf.logical_not(is_marker))
+    if column.type == "timestamp":
+        present = tf.logical_and(present, tf.strings.regex_full_match(stripped, TIMESTAMP_PATTERN))
+    return present
+
+
+def drop_missing(spec: FeatureSpec, inputs: Mapping[str, object]) -> Dict[str, object]:
+    """`inputs` with every value that means "missing" removed from the raw
+    sparse tensors: a float NaN, an empty or blank string, one of the
+    column's null markers, a timestamp that is not ISO 8601. The same rule the
+    readers apply, so rows read from files and rows sent to a serving
+    signature are filled by the same policy. Inputs the spec does not declare,
+    and dense ones, pass through unchanged."""
+    out = dict(inputs)
+    for column in spec.columns:
+        x = inputs.get(column.name)
+        if isinstance(x, tf.SparseTensor):
+            with tf.name_scope(f"present_{column.name}"):
+                out[column.name] = tf.sparse.retain(x, _present_mask(column, x.values))
+    return out
+
+
+def split_bucket(spec: FeatureSpec, inputs: Mapping[str, object]) -> tf.Tensor:
+    """The train/eval bucket (0..SPLIT_BUCKETS-1) of each row: a fingerprint of
+    the raw key value, or, without a key, of the raw values of every column
+    but the label. It depends on nothing learned from the data, so two runs
+    over the same rows split them the same way, on any runner."""
+    label = spec.label.column if spec.label else None
+    names = [spec.key] if spec.key else [c.name for c in spec.columns if c.name != label]
+    parts = []
+    for name in names:
+        x = inputs[name]
+        text = tf.SparseTensor(x.indices, as_string(x.values), x.dense_shape)
+        parts.append(to_dense(text, ""))
+    joined = tf.strings.join(parts, separator="\x1f") if len(parts) > 1 else parts[0]
+    return tf.strings.to_hash_bucket_fast(joined, SPLIT_BUCKETS, name="split_bucket")
+
+
+def with_shared_rules(spec: FeatureSpec, preprocessing_fn: Callable, split: bool = True) -> Callable:
+    """Wraps a preprocessing_fn: its inputs lose their missing values
+    (`drop_missing`) and, with `split`, its outputs gain `SPLIT_FEATURE`."""
+
+    def wrapped(inputs):
+        present = drop_missing(spec, inputs)
+        outputs = dict(preprocessing_fn(present))
+        if split:
+            outputs[SPLIT_FEATURE] = split_bucket(spec, present)
+        return outputs
+
+    return wrapped
+
+
+def _days_from_civil(year: tf.Tensor, month: tf.Tensor, day: tf.Tensor) -> tf.Tensor:
+    """Days since 1970-01-01 of a proleptic Gregorian date (int64 tensors)."""
+    y = year - tf.cast(month <= 2, tf.int64)
+    era = tf.math.floordiv(y, 400)
+    yoe = y - era * 400
+    mp = tf.math.floormod(month + 9, 12)
+    doy = tf.math.floordiv(153 * mp + 2, 5) + day - 1
+    doe = yoe * 365 + tf.math.floordiv(yoe, 4) - tf.math.floordiv(yoe, 100) + doy
+    return era * 146097 + doe - 719468
+
+
+def timestamp_part(text: tf.Tensor, part: str) -> tf.Tensor:
+    """An int64 part of ISO 8601 timestamps (see spec.TIMESTAMP_PARTS): the
+    wall-clock time as written. A value that is not ISO 8601 (only a fill of
+    "" can be, as the readers and `drop_missing` remove the others) counts as
+    1970-01-01 00:00."""
+    if part not in TIMESTAMP_PARTS:
+        raise ValueError(f"unknown timestamp part {part!r}; one of {list(TIMESTAMP_PARTS)}")
+    text = tf.strings.strip(text)
+    valid = tf.strings.regex_full_match(text, TIMESTAMP_PATTERN)
+    text = tf.where(valid, text, tf.fill(tf.shape(text), "1970-01-01"))
+    # A date alone reads as midnight: the padding supplies its hour and minute.
+    text = tf.strings.join([text, " 00:00"])
+
+    def number(pos: int, width: int) -> tf.Tensor:
+        return tf.strings.to_number(tf.strings.substr(text, pos, width), tf.int64)
+
+    if part == "hour":
+        return number(11, 2)
+    if part == "minute":
+        return number(14, 2)
+    year, month, day = number(0, 4), number(5, 2), number(8, 2)
+    if part == "year":
+        return year
+    if part == "month":
+        return month
+    if part == "day":
+        return day
+    days = _days_from_civil(year, month, day)
+    if part == "day_of_week":
+        return tf.math.floormod(days + 3, 7)  # 1970-01-01 was a Thursday (3).
+    return days - _days_from_civil(year, tf.ones_like(month), tf.ones_like(day)) + 1
 
 
 def fill_vocabulary_name(column: str) -> str:
@@ -99,14 +218,14 @@ def fill_value(column: Column, x: tf.SparseTensor):
     """The value that replaces a missing one, computed by TFT analyzers where
     the policy needs the data (mean, median, most frequent)."""
     policy = column.missing.policy
-    dtype = _TF_TYPES[column.type]
+    dtype = _TF_TYPES[column.storage]
     name = f"fill_{column.name}"
     if policy == "constant":
         return tf.constant(column.missing.value, dtype=dtype)
     if policy == "reject":
         # Rows with a missing value never reach the graph on the Beam path; at
         # serving the same row gets a neutral value rather than failing the batch.
-        return tf.constant("" if column.type == "string" else 0, dtype=dtype)
+        return tf.constant("" if column.storage == "string" else 0, dtype=dtype)
     if policy == "mean":
         value = tft.mean(tf.cast(x.values, tf.float32), name=name)
     elif policy == "median":
@@ -115,13 +234,13 @@ def fill_value(column: Column, x: tf.SparseTensor):
         )
         value = tf.reshape(boundaries, [-1])[0]
     else:  # most_frequent
-        as_text = x.values if column.type == "string" else tf.strings.as_string(x.values)
+        as_text = x.values if column.storage == "string" else tf.strings.as_string(x.values)
         path = tft.vocabulary(
             as_text, top_k=1, vocab_filename=fill_vocabulary_name(column.name), name=name
         )
         # A one-line asset read per batch is cheaper than a lookup table here.
         top = tf.strings.split(tf.io.read_file(path), "\n")[0]
-        if column.type == "string":
+        if column.storage == "string":
             return top
         return tf.cast(tf.strings.to_number(top, tf.float64), dtype)
     if column.type == "int":
@@ -178,6 +297,8 @@ def apply_transform(t: Transform, x: tf.Tensor, outputs: Dict[str, tf.Tensor]) -
         outputs[name] = tf.clip_by_value(numeric, low, high, name=name)
     elif t.type == "identity":
         outputs[name] = tf.identity(x, name=name)
+    elif t.type in TIMESTAMP_PARTS:
+        outputs[name] = tf.identity(timestamp_part(x, t.type), name=name)
     elif t.type in ("ngrams", "bag_of_words", "tfidf"):
         tokens = _tokens(x, o["separator"])
         ngram_range = tuple(o["ngram_range"])
@@ -299,10 +420,10 @@ def build_constants_fn(spec: FeatureSpec) -> Callable[[Mapping], Dict[str, tf.Te
         filled = _filled_inputs(spec, inputs)
         for column in spec.columns:
             if column.missing.policy in ("mean", "median") or (
-                column.missing.policy == "constant" and column.type != "string"
+                column.missing.policy == "constant" and column.storage != "string"
             ):
                 emit(f"{column.name}/fill", fill_value(column, inputs[column.name]))
-            if column.type == "string":
+            if column.storage == "string":
                 continue
             x = tf.cast(filled[column.name], tf.float32)
             for t in column.transforms:

@@ -19,6 +19,13 @@ Example::
         transforms: [{type: vocabulary, top_k: 1000, num_oov_buckets: 1}]
     crosses:
       - {columns: [company, payment_type], hash_buckets: 1000}
+
+Missing values have one meaning everywhere (readers, the Beam transform,
+`featurebridge predict` and every serving signature): an absent value, a null,
+a float NaN, an empty or blank string, or a cell that is one of the column's
+null markers (by default the strings pandas reads as missing: ``NA``, ``N/A``,
+``NaN``, ``null``, ``None``...). The markers are set for the whole input under
+``input: {null_markers: [...]}`` and per column with ``null_markers:``.
 """
 
 from __future__ import annotations
@@ -36,18 +43,51 @@ __all__ = [
     "COLUMN_TYPES",
     "Column",
     "Cross",
+    "DEFAULT_NULL_MARKERS",
     "FeatureSpec",
+    "InputFormat",
     "Label",
     "LABEL_KINDS",
     "MISSING_POLICIES",
     "MissingPolicy",
     "SpecError",
+    "SPLIT_FEATURE",
+    "STORAGE_TYPES",
+    "TIMESTAMP_PARTS",
+    "TIMESTAMP_PATTERN",
     "TRANSFORM_TYPES",
     "Transform",
     "load_spec",
+    "safe_name",
 ]
 
-COLUMN_TYPES = ("float", "int", "string")
+COLUMN_TYPES = ("float", "int", "string", "bool", "timestamp")
+# How each column type is held in Arrow batches, tf.Examples and the TF graph:
+# a bool is an int 0/1 (tf.Example has no bool), a timestamp its ISO 8601 text.
+STORAGE_TYPES: Mapping[str, str] = {
+    "float": "float",
+    "int": "int",
+    "string": "string",
+    "bool": "int",
+    "timestamp": "string",
+}
+# What pandas.read_csv reads as missing by default (besides an empty cell).
+DEFAULT_NULL_MARKERS = (
+    "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "null", "NULL", "None",
+    "<NA>", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN",
+)
+# ISO 8601 date or date-time, wall-clock time as written: 2024-03-01,
+# 2024-03-01 14:05, 2024-03-01T14:05:09.123Z. The readers (pyarrow, RE2) and
+# the graph (tf.strings.regex_full_match, RE2) use this same pattern.
+TIMESTAMP_PATTERN = (
+    r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+    r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?Z?)?"
+)
+# A transformed feature every analyze output carries: the row's bucket (0-99)
+# for the train/eval split (see preprocessing.split_bucket). Not a model input.
+SPLIT_FEATURE = "__split_bucket__"
+# Parts a timestamp column derives as int features (day_of_week: Monday = 0).
+TIMESTAMP_PARTS = ("year", "month", "day", "day_of_week", "day_of_year", "hour", "minute")
 LABEL_KINDS = ("binary", "multiclass", "regression")
 MISSING_POLICIES = ("mean", "median", "most_frequent", "constant", "reject")
 
@@ -62,17 +102,17 @@ TRANSFORM_TYPES: Mapping[str, tuple] = {
     "min_max": (_NUMERIC, {"output_min": (_NUM, 0.0), "output_max": (_NUM, 1.0)}),
     "bucketize": (_NUMERIC, {"num_buckets": (int, _REQUIRED)}),
     "vocabulary": (
-        ("string", "int"),
+        ("string", "int", "bool"),
         {
             "top_k": (int, None),
             "frequency_threshold": (int, None),
             "num_oov_buckets": (int, 1),
         },
     ),
-    "hash": (("string", "int"), {"hash_buckets": (int, _REQUIRED)}),
+    "hash": (("string", "int", "bool"), {"hash_buckets": (int, _REQUIRED)}),
     "log1p": (_NUMERIC, {}),
     "clip": (_NUMERIC, {"min": (_NUM, None), "max": (_NUM, None)}),
-    "identity": (COLUMN_TYPES, {}),
+    "identity": (("float", "int", "string", "bool"), {}),
     "ngrams": (
         ("string",),
         {
@@ -99,9 +139,19 @@ TRANSFORM_TYPES: Mapping[str, tuple] = {
             "vocab_size": (int, _REQUIRED),
         },
     ),
+    **{part: (("timestamp",), {}) for part in TIMESTAMP_PARTS},
 }
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TIMESTAMP_RE = re.compile(f"^(?:{TIMESTAMP_PATTERN})$")
+_BOOL_CONSTANTS = {True: 1, False: 0}
+
+
+def safe_name(text: str) -> str:
+    """An identifier for a header name: runs of other characters become one
+    underscore (``petal width (cm)`` -> ``petal_width_cm``)."""
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_") or "column"
+    return name if not name[0].isdigit() else f"c_{name}"
 
 
 class SpecError(ValueError):
@@ -144,16 +194,63 @@ class Column:
     """A raw input column.
 
     Attributes:
-      name: the column name in the input files.
-      type: "float", "int" or "string".
+      name: the column's name in the spec, the graph and tf.Examples' keys
+        (an identifier).
+      type: one of COLUMN_TYPES.
       missing: the missing-value policy.
       transforms: the transforms whose outputs become model features.
+      source: the column's name in the input files' header (any text);
+        defaults to `name`.
+      null_markers: cell texts that mean "missing" in this column (compared
+        after trimming whitespace), besides empty and blank cells.
     """
 
     name: str
     type: str
     missing: MissingPolicy
     transforms: tuple[Transform, ...] = ()
+    source: str = ""
+    null_markers: tuple[str, ...] = DEFAULT_NULL_MARKERS
+
+    def __post_init__(self):
+        if not self.source:
+            object.__setattr__(self, "source", self.name)
+
+    @property
+    def storage(self) -> str:
+        """How values are held in batches and the graph: "float", "int" or "string"."""
+        return STORAGE_TYPES[self.type]
+
+
+@dataclasses.dataclass(frozen=True)
+class InputFormat:
+    """How the input files are written (the CSV dialect applies to CSV only).
+
+    Attributes:
+      delimiter: the CSV field separator (one character).
+      quote: the CSV quote character (one character).
+      header: whether the first CSV line names the columns.
+      column_names: the CSV columns in order, when `header` is false.
+      encoding: the text encoding of CSV and JSON lines files.
+      null_markers: the default null markers of every column.
+    """
+
+    delimiter: str = ","
+    quote: str = '"'
+    header: bool = True
+    column_names: tuple[str, ...] = ()
+    encoding: str = "utf-8"
+    null_markers: tuple[str, ...] = DEFAULT_NULL_MARKERS
+
+    def to_dict(self) -> dict:
+        """The fields that differ from the defaults."""
+        default = InputFormat()
+        out = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value != getattr(default, field.name):
+                out[field.name] = list(value) if isinstance(value, tuple) else value
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,6 +293,7 @@ class FeatureSpec:
     key: Optional[str] = None
     crosses: tuple[Cross, ...] = ()
     source: str = "<spec>"
+    input: InputFormat = InputFormat()
 
     # ---- construction -------------------------------------------------
     @classmethod
@@ -248,26 +346,33 @@ class FeatureSpec:
             names.append(self.label.column)
         return tuple(names)
 
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        """The columns' names in the input files, in spec order."""
+        return tuple(c.source for c in self.columns)
+
     def to_dict(self) -> dict:
-        """A canonical plain-dict form (used for digests and round trips)."""
-        out: dict = {
-            "columns": [
-                {
-                    "name": c.name,
-                    "type": c.type,
-                    "missing": (
-                        {"constant": c.missing.value}
-                        if c.missing.policy == "constant"
-                        else c.missing.policy
-                    ),
-                    "transforms": [
-                        {"type": t.type, "name": t.output, **dict(t.options)}
-                        for t in c.transforms
-                    ],
-                }
-                for c in self.columns
-            ]
-        }
+        """A canonical plain-dict form (used for digests and round trips).
+        Fields left at their defaults are omitted, so older specs keep their digest."""
+        columns = []
+        for c in self.columns:
+            entry = {
+                "name": c.name,
+                "type": c.type,
+                "missing": _missing_to_dict(c),
+                "transforms": [
+                    {"type": t.type, "name": t.output, **dict(t.options)}
+                    for t in c.transforms
+                ],
+            }
+            if c.source != c.name:
+                entry["source"] = c.source
+            if c.null_markers != self.input.null_markers:
+                entry["null_markers"] = list(c.null_markers)
+            columns.append(entry)
+        out: dict = {"columns": columns}
+        if self.input.to_dict():
+            out["input"] = self.input.to_dict()
         if self.crosses:
             out["crosses"] = [
                 {"columns": list(x.columns), "hash_buckets": x.hash_buckets, "name": x.output}
@@ -287,6 +392,15 @@ class FeatureSpec:
     def digest(self) -> str:
         """sha256 of the canonical JSON form: equal specs have equal digests."""
         return "sha256:" + hashlib.sha256(self.to_json().encode()).hexdigest()
+
+
+def _missing_to_dict(column: Column):
+    policy = column.missing
+    if policy.policy != "constant":
+        return policy.policy
+    if column.type == "bool":
+        return {"constant": bool(policy.value)}
+    return {"constant": policy.value}
 
 
 def load_spec(path_or_text: str) -> FeatureSpec:
@@ -333,7 +447,8 @@ def _parse_spec(data: Any, source: str) -> FeatureSpec:
             source,
             f"a spec must be a mapping with a 'columns' list; got {type(data).__name__}.",
         )
-    _check_keys(data, ["version", "columns", "label", "key", "crosses"], source)
+    _check_keys(data, ["version", "input", "columns", "label", "key", "crosses"], source)
+    input_format = _parse_input(data.get("input"), f"{source}: input")
     raw_columns = data.get("columns")
     if not isinstance(raw_columns, list) or not raw_columns:
         raise _fail(source, "'columns' must be a non-empty list of column entries.")
@@ -351,11 +466,25 @@ def _parse_spec(data: Any, source: str) -> FeatureSpec:
     columns = []
     seen = set()
     for i, raw in enumerate(raw_columns):
-        col = _parse_column(raw, f"{source}: columns[{i}]", label_name, key_name)
+        col = _parse_column(raw, f"{source}: columns[{i}]", label_name, key_name, input_format)
         if col.name in seen:
             raise _fail(f"{source}: column {col.name!r}", "is declared twice.")
         seen.add(col.name)
+        same_source = [c.name for c in columns if c.source == col.source]
+        if same_source:
+            raise _fail(
+                f"{source}: column {col.name!r}",
+                f"reads file column {col.source!r}, which column {same_source[0]!r} "
+                "already reads; declare each file column once.",
+            )
         columns.append(col)
+    if input_format.column_names:
+        unnamed = [c.source for c in columns if c.source not in input_format.column_names]
+        if unnamed:
+            raise _fail(
+                f"{source}: input, field 'column_names'",
+                f"does not list the spec column(s) {unnamed}; list every file column in order.",
+            )
     by_name = {c.name: c for c in columns}
 
     label = None
@@ -381,6 +510,7 @@ def _parse_spec(data: Any, source: str) -> FeatureSpec:
         key=key_name,
         crosses=tuple(crosses),
         source=source,
+        input=input_format,
     )
     outputs = spec.output_names
     dupes = sorted({n for n in outputs if outputs.count(n) > 1})
@@ -395,17 +525,76 @@ def _parse_spec(data: Any, source: str) -> FeatureSpec:
     return spec
 
 
-def _parse_column(raw: Any, where: str, label_name, key_name) -> Column:
+def _parse_input(raw: Any, where: str) -> InputFormat:
+    if raw is None:
+        return InputFormat()
+    if not isinstance(raw, Mapping):
+        raise _fail(where, f"must be a mapping of input options; got {raw!r}.")
+    allowed = [f.name for f in dataclasses.fields(InputFormat)]
+    _check_keys(raw, allowed, where)
+    values = {}
+    for field in ("delimiter", "quote"):
+        if field in raw:
+            v = raw[field]
+            if not isinstance(v, str) or len(v) != 1 or v in "\r\n":
+                raise _fail(where, f"field {field!r} must be one character; got {v!r}.")
+            values[field] = v
+    if "header" in raw:
+        if not isinstance(raw["header"], bool):
+            raise _fail(where, f"field 'header' must be true or false; got {raw['header']!r}.")
+        values["header"] = raw["header"]
+    if "column_names" in raw:
+        names = raw["column_names"]
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise _fail(where, f"field 'column_names' must be a list of strings; got {names!r}.")
+        if len(set(names)) != len(names):
+            raise _fail(where, f"field 'column_names' names a column twice: {names!r}.")
+        values["column_names"] = tuple(names)
+    if values.get("header", True) and "column_names" in values:
+        raise _fail(where, "give 'column_names' only with 'header: false' (a header row names the columns).")
+    if values.get("header", True) is False and "column_names" not in values:
+        raise _fail(where, "'header: false' needs 'column_names': the file's columns in order.")
+    if "encoding" in raw:
+        import codecs
+
+        try:
+            values["encoding"] = codecs.lookup(str(raw["encoding"])).name
+        except LookupError:
+            raise _fail(where, f"field 'encoding' {raw['encoding']!r} is not a known text encoding (e.g. utf-8, latin-1, cp1252).") from None
+    if "null_markers" in raw:
+        values["null_markers"] = _parse_markers(raw["null_markers"], f"{where}, field 'null_markers'")
+    return InputFormat(**values)
+
+
+def _parse_markers(raw: Any, where: str) -> tuple:
+    if not isinstance(raw, list) or not all(isinstance(m, str) for m in raw):
+        raise _fail(where, f"must be a list of strings (use [] for none); got {raw!r}.")
+    return tuple(m.strip() for m in raw if m.strip())
+
+
+def _parse_column(raw: Any, where: str, label_name, key_name, input_format: InputFormat = InputFormat()) -> Column:
     if not isinstance(raw, Mapping):
         raise _fail(where, f"a column must be a mapping with 'name' and 'type'; got {raw!r}.")
-    _check_keys(raw, ["name", "type", "missing", "transforms"], where)
+    _check_keys(raw, ["name", "type", "missing", "transforms", "source", "null_markers"], where)
     name = raw.get("name")
+    source_name = raw.get("source")
+    if source_name is not None and (not isinstance(source_name, str) or not source_name):
+        raise _fail(where, f"'source' must be the column's name in the file header; got {source_name!r}.")
     if not isinstance(name, str) or not _NAME_RE.match(name):
+        hint = ""
+        if isinstance(name, str) and name:
+            hint = (
+                f" To read a file column named {name!r}, write "
+                f"`name: {safe_name(name)}` and `source: {json.dumps(name)}`."
+            )
         raise _fail(
             where,
-            f"'name' must be an identifier (letters, digits, underscore); got {name!r}.",
+            f"'name' must be an identifier (letters, digits, underscore); got {name!r}.{hint}",
         )
     where = f"{where.split(':')[0]}: column {name!r}"
+    markers = input_format.null_markers
+    if "null_markers" in raw:
+        markers = _parse_markers(raw["null_markers"], f"{where}, field 'null_markers'")
     ctype = raw.get("type")
     if ctype not in COLUMN_TYPES:
         raise _fail(where, f"field 'type' is {ctype!r}; allowed: {list(COLUMN_TYPES)}.")
@@ -422,7 +611,10 @@ def _parse_column(raw: Any, where: str, label_name, key_name) -> Column:
         _parse_transform(t, ctype, name, f"{where}, transforms[{j}]")
         for j, t in enumerate(raw_transforms)
     )
-    return Column(name=name, type=ctype, missing=missing, transforms=transforms)
+    return Column(
+        name=name, type=ctype, missing=missing, transforms=transforms,
+        source=source_name or name, null_markers=markers,
+    )
 
 
 def _parse_missing(raw: Any, ctype: str, where: str) -> MissingPolicy:
@@ -438,9 +630,17 @@ def _parse_missing(raw: Any, ctype: str, where: str) -> MissingPolicy:
             "float": isinstance(value, (int, float)) and not isinstance(value, bool),
             "int": isinstance(value, int) and not isinstance(value, bool),
             "string": isinstance(value, str),
+            "bool": isinstance(value, bool),
+            "timestamp": isinstance(value, str) and bool(_TIMESTAMP_RE.match(value)),
         }[ctype]
         if not ok:
-            raise _fail(where, f"constant {value!r} is not a valid {ctype} value.")
+            hint = {
+                "bool": " Use true or false.",
+                "timestamp": " Use an ISO 8601 date or date-time, e.g. '2024-01-31' or '2024-01-31 08:00'.",
+            }.get(ctype, "")
+            raise _fail(where, f"constant {value!r} is not a valid {ctype} value.{hint}")
+        if ctype == "bool":
+            return MissingPolicy("constant", _BOOL_CONSTANTS[value])
         return MissingPolicy("constant", float(value) if ctype == "float" else value)
     if raw not in MISSING_POLICIES or raw == "constant":
         raise _fail(
@@ -543,8 +743,12 @@ def _parse_label(raw: Any, where: str, by_name: Mapping[str, Column]) -> Label:
     if col.transforms:
         raise _fail(where, f"the label column {column!r} cannot also have transforms.")
     positive = raw.get("positive")
-    if kind == "regression" and col.type == "string":
+    if kind == "regression" and col.type not in _NUMERIC:
         raise _fail(where, "a regression label must be a float or int column.")
+    if col.type == "timestamp":
+        raise _fail(where, "a label cannot be a timestamp column.")
+    if col.type == "bool" and kind != "binary":
+        raise _fail(where, "a bool label column makes a binary label; use kind: binary.")
     if kind == "binary" and col.type == "string" and positive is None:
         raise _fail(
             where, "a binary label in a string column needs 'positive': the value meaning 1."

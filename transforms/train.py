@@ -20,7 +20,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from transforms.preprocessing import label_vocabulary_name
-from transforms.spec import FeatureSpec
+from transforms.spec import SPLIT_FEATURE, FeatureSpec
 
 __all__ = [
     "FeatureInfo",
@@ -218,6 +218,7 @@ def describe_features(
       FeatureInfo per feature, sorted by name.
     """
     feature_spec = tft_output.transformed_feature_spec()
+    feature_spec.pop(SPLIT_FEATURE, None)
     label = spec.label.column if spec is not None and spec.label else None
     hints = _spec_hints(spec, tft_output) if spec is not None else {}
     domains = _int_domains(tft_output)
@@ -274,8 +275,12 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """Batches of parsed transformed examples for one split.
 
-    The split is decided by a hash of each serialized example, so it does not
-    depend on shard order or on the number of workers that wrote the shards.
+    The split is decided by each row's `SPLIT_FEATURE`, a fingerprint of its
+    raw key (or raw values) computed in the transform graph: it does not depend
+    on shard order, on the number of workers, or on anything the analyzers
+    learned, so two runs over the same input split it the same way. (Analyze
+    outputs written before that feature existed fall back to a hash of the
+    serialized example.)
 
     Args:
       files: transformed TFRecord (gzip) shards.
@@ -287,8 +292,15 @@ def make_dataset(
       label: when given, yield (features, label) pairs instead of feature dicts.
     """
     ds = tf.data.TFRecordDataset(list(files), compression_type="GZIP")
+    feature_spec = dict(feature_spec)
+    split_spec = feature_spec.pop(SPLIT_FEATURE, None)
     if split != "all":
-        bucket = lambda r: tf.strings.to_hash_bucket_fast(r, 100)  # noqa: E731
+        if split_spec is not None:
+            def bucket(r):
+                return tf.io.parse_single_example(r, {SPLIT_FEATURE: split_spec})[SPLIT_FEATURE]
+        else:
+            def bucket(r):
+                return tf.strings.to_hash_bucket_fast(r, 100)
         if split == "eval":
             ds = ds.filter(lambda r: bucket(r) < eval_percent)
         else:
@@ -300,6 +312,13 @@ def make_dataset(
     if label is not None:
         ds = ds.map(lambda f: (f, f.pop(label)))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _split_description(feature_spec: Mapping[str, object], spec: FeatureSpec, eval_percent: int) -> str:
+    if SPLIT_FEATURE not in feature_spec:
+        return f"rows whose example hash mod 100 < {eval_percent}"
+    keyed = f"the key column {spec.key!r}" if spec.key else "the row's raw feature values"
+    return f"rows whose fingerprint of {keyed}, mod 100, is < {eval_percent}"
 
 
 def _scan(ds: tf.data.Dataset, head: Head, features: Sequence[FeatureInfo]):
@@ -716,7 +735,7 @@ def train_model(
         "model": evaluate_predictions(head, y_eval, outs),
         "baseline": baseline_metrics(head, train_labels, y_eval),
         "rows": {"train": int(n_train), "eval": int(y_eval.size)},
-        "eval_split": f"rows whose example hash mod 100 < {eval_percent}",
+        "eval_split": _split_description(feature_spec, spec, eval_percent),
         "label_warnings": label_warnings,
     }
     losses = [float(x) for x in history.history.get("loss", [])]

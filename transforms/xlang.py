@@ -32,7 +32,7 @@ import pyarrow as pa
 from apache_beam.typehints.row_type import RowTypeConstraint
 
 from transforms import io as fb_io
-from transforms.spec import FeatureSpec, SpecError
+from transforms.spec import SPLIT_FEATURE, TIMESTAMP_PARTS, FeatureSpec, SpecError
 
 __all__ = [
     "AnalyzeAndTransformRows",
@@ -46,8 +46,10 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 
-# The Python types of raw Row fields; Java sees DOUBLE, INT64, STRING (all nullable).
-_RAW_PY_TYPES = {"float": float, "int": int, "string": str}
+# The Python types of raw Row fields; Java sees DOUBLE, INT64, STRING, BOOLEAN
+# (all nullable). A timestamp travels as its ISO 8601 text.
+_RAW_PY_TYPES = {"float": float, "int": int, "string": str, "bool": bool, "timestamp": str}
+_STORED_PY_TYPES = {"float": float, "int": int, "string": str}
 
 REJECTED_ROW_TYPE = RowTypeConstraint.from_fields(
     [
@@ -75,10 +77,10 @@ def _output_fields_from_spec(spec: FeatureSpec) -> List[Tuple[str, type]]:
         for t in column.transforms:
             if t.type in ("zscore", "scale_0_1", "min_max", "log1p", "clip"):
                 fields.append((t.output, float))
-            elif t.type in ("bucketize", "vocabulary", "hash"):
+            elif t.type in ("bucketize", "vocabulary", "hash") or t.type in TIMESTAMP_PARTS:
                 fields.append((t.output, int))
             elif t.type == "identity":
-                fields.append((t.output, _RAW_PY_TYPES[column.type]))
+                fields.append((t.output, _STORED_PY_TYPES[column.storage]))
             elif t.type in ("ngrams", "bag_of_words"):
                 fields.append((t.output, Sequence[int]))
             elif t.type == "tfidf":
@@ -260,10 +262,11 @@ def _sparse_inputs(batch: pa.RecordBatch, spec: FeatureSpec, absent: Sequence[st
     n = batch.num_rows
     dtypes = {"float": tf.float32, "int": tf.int64, "string": tf.string}
     out = {}
+    # dtypes below are keyed by how a column is stored (a bool is an int 0/1).
     for column in spec.columns:
         if column.name in absent:
             out[column.name] = tf.SparseTensor(
-                tf.zeros([0, 2], tf.int64), tf.constant([], dtypes[column.type]), [n, 1]
+                tf.zeros([0, 2], tf.int64), tf.constant([], dtypes[column.storage]), [n, 1]
             )
             continue
         arr = batch.column(column.name)
@@ -272,7 +275,7 @@ def _sparse_inputs(batch: pa.RecordBatch, spec: FeatureSpec, absent: Sequence[st
         values = arr.flatten().to_numpy(zero_copy_only=False)
         rows = np.repeat(np.arange(n, dtype=np.int64), counts)
         indices = np.stack([rows, np.zeros_like(rows)], axis=1)
-        out[column.name] = tf.SparseTensor(indices, tf.constant(values, dtypes[column.type]), [n, 1])
+        out[column.name] = tf.SparseTensor(indices, tf.constant(values, dtypes[column.storage]), [n, 1])
     return out
 
 
@@ -459,6 +462,7 @@ def _load_analyzed(analyzed_dir: str) -> Tuple[FeatureSpec, List[Tuple[str, type
     import tensorflow_transform as tft
 
     feature_spec = tft.TFTransformOutput(analyzed_dir).transformed_feature_spec()
+    feature_spec.pop(SPLIT_FEATURE, None)  # the train/eval bucket is not a feature
     return spec, _output_fields_from_feature_spec(dict(sorted(feature_spec.items())))
 
 
