@@ -137,6 +137,9 @@ def summarize(result: Dict[str, object], output: str) -> str:
     ]
     if rows["rejected"]:
         lines.append(f"  {rows['rejected']} rejected rows with reasons: {os.path.join(output, 'rejected')}/")
+        by = rows.get("rejected_by") or {}
+        if by:
+            lines.append("  Rejected by column and reason: " + ", ".join(f"{problem} ({count})" for problem, count in by.items()))
     return "\n".join(lines)
 
 

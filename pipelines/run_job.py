@@ -203,6 +203,8 @@ def summarize(result: Dict[str, object], output: str = "") -> str:
         f"predicted {pred['predicted']} held-out rows ({pred['rejected']} rejected).",
         f"Metrics ({result['model_type']} model vs baseline: {m['baseline'].get('predicts', '')}):",
     ]
+    if ana.get("rejected_by"):
+        lines.insert(2, "Rejected by column and reason: " + ", ".join(f"{p} ({n})" for p, n in ana["rejected_by"].items()))
     names = [k for k in ("auc", "accuracy", "loss", "rmse", "mae") if k in m["eval_split"]]
     for k in names:
         line = f"  {k:9s} eval split {_fmt(m['eval_split'][k])}   baseline {_fmt(m['baseline'].get(k))}"

@@ -147,7 +147,7 @@ def generate_rows(num_rows: int, seed: int = 7) -> Dict[str, List[object]]:
 
 # How a dirty row is broken, in turn; each is a reason analyze must reject it for.
 _DIRTY_KINDS = (
-    ("age", "n/a"),            # not a valid float
+    ("age", "forty"),          # not a valid float ("n/a" would be a null marker: missing)
     ("purchased", ""),         # missing label: the spec rejects the row
     ("basket_value", "-3.5"),  # log1p needs values greater than -1
     (None, None),              # a truncated line: too few fields

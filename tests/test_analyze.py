@@ -2,7 +2,6 @@
 numpy oracles on the same data. One shared pipeline run serves most tests."""
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.analyze_helpers import analyze_and_check, quantile_rank_error
+from tests.analyze_helpers import analyze_and_check, quantile_rank_error, read_transformed
 
 pytestmark = pytest.mark.slow
 
@@ -239,13 +238,23 @@ def test_rerun_gives_identical_constants_and_refuses_without_overwrite(run):
     from transforms.outputs import OutputExistsError
 
     result, _, _, tmp = run
-    before = open(os.path.join(result.output_dir, "constants.json"), "rb").read()
+    assets = os.path.join(result.output_dir, "transform_fn", "assets")
+
+    def artifacts():
+        files = {"constants.json": open(os.path.join(result.output_dir, "constants.json"), "rb").read()}
+        for name in sorted(os.listdir(assets)):
+            files[name] = open(os.path.join(assets, name), "rb").read()
+        return files
+
+    before = artifacts()
+    assert len(before) >= 3  # constants.json plus vocabulary files
     argv = ["--input", os.path.join(tmp, "out.csv"), "--spec", os.path.join(tmp, "out.spec.yaml"), "--output", result.output_dir]
     with pytest.raises(OutputExistsError, match=r"already exists. Choose a new --output or pass --overwrite"):
         analyze.run(argv)
     analyze.run(argv + ["--overwrite"])
-    after = open(os.path.join(result.output_dir, "constants.json"), "rb").read()
-    assert after == before
+    # Byte-identical constants and vocabularies; the same transformed rows in the same order.
+    assert artifacts() == before
+    assert read_transformed(result.output_dir) == result.transformed
 
 
 def test_all_rows_rejected_is_an_error_and_leaves_no_output(tmp_path):
@@ -255,7 +264,12 @@ def test_all_rows_rejected_is_an_error_and_leaves_no_output(tmp_path):
         analyze_and_check(str(tmp_path), SPEC, "id,num,cnt,cat,text,y\nr1,bad,1,a,t,yes\nr2,1,1,a,t,\n", name="allbad")
     text = str(info.value)
     assert isinstance(info.value, EmptyDataError) or "EmptyDataError" in text
-    assert "All 2 input rows were rejected" in text and "See rejected/ for each row's reason" in text
+    assert "All 2 input rows were rejected" in text
+    # The rejected/ folder goes with the failed run, so the error itself says why.
+    assert "By column and reason: 1 x num: not a float; 1 x y: missing. For example: " in text
+    assert "allbad.csv row 1, column 'num' = 'bad': not a valid float | " in text
+    assert "allbad.csv row 2, column 'y' = '': missing value and the spec says reject." in text
+    assert "then rerun; no output directory was written." in text
     assert not os.path.exists(tmp_path / "allbad")
     assert not [p for p in os.listdir(tmp_path) if ".staging-" in p]
 

@@ -47,7 +47,7 @@ def test_run_writes_every_stage_and_one_summary(job):
     assert s["inputs"]["holdout_chosen_by"] == "the last input file"
     assert len(s["inputs"]["train"]) == 2 and len(s["inputs"]["holdout"]) == 1
     per_file = ROWS // 3
-    assert s["rows"]["analyze"] == {"read": 2 * per_file, "used": 2 * per_file, "rejected": 0}
+    assert s["rows"]["analyze"] == {"read": 2 * per_file, "used": 2 * per_file, "rejected": 0, "rejected_by": {}}
     assert s["rows"]["train"] + s["rows"]["eval"] == 2 * per_file
     assert s["rows"]["predict"]["predicted"] == per_file
     for path in s["artifacts"].values():
