@@ -310,6 +310,14 @@ def test_cli_errors_say_what_to_do(tmp_path):
     missing = _cli("analyze", "--input", "nothere/*.csv", "--spec", "spec.yaml", "--output", "o", cwd=tmp_path)
     assert missing.returncode == 2
     assert "No input files match 'nothere/*.csv'" in missing.stderr
+    # A spec column absent from the header: one error, before the pipeline starts.
+    (tmp_path / "spaced.csv").write_text("A b\n1\n")
+    (tmp_path / "spec2.yaml").write_text("columns: [{name: a_b, type: float, transforms: [zscore]}]\n")
+    absent = _cli("analyze", "--input", "spaced.csv", "--spec", "spec2.yaml", "--output", "o", cwd=tmp_path)
+    assert absent.returncode == 2 and "Traceback" not in absent.stderr
+    assert absent.stderr.count("required by the feature spec are not in the file") == 1, absent.stderr
+    assert "spaced.csv: column(s) ['a_b'] required by the feature spec are not in the file (its columns: ['A b'])" in absent.stderr
+    assert "The file has 'A b': add `source: \"A b\"` to spec column 'a_b'." in absent.stderr
     empty_csv = tmp_path / "empty.csv"
     empty_csv.write_text("a\n")
     empty = _cli("analyze", "--input", "empty.csv", "--spec", "spec.yaml", "--output", "o", cwd=tmp_path)

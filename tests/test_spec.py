@@ -89,3 +89,56 @@ def test_load_spec_reads_files_and_inline_text(tmp_path):
 def test_bad_specs_name_the_column_and_field(text, message):
     with pytest.raises(SpecError, match=message):
         FeatureSpec.from_text(text)
+
+
+def test_input_options_source_names_bools_and_timestamps():
+    spec = FeatureSpec.from_text(
+        """
+input: {delimiter: ";", header: false, column_names: [ok, "petal width (cm)", when], null_markers: ["-"]}
+label: {column: ok, kind: binary}
+columns:
+  - {name: ok, type: bool}
+  - {name: petal_width, source: "petal width (cm)", type: float, missing: mean, transforms: [zscore]}
+  - {name: when, type: timestamp, null_markers: [], missing: {constant: "2024-01-31 08:00"}, transforms: [year, day_of_week]}
+"""
+    )
+    assert spec.source_names == ("ok", "petal width (cm)", "when")
+    assert spec.column("petal_width").null_markers == ("-",) and spec.column("when").null_markers == ()
+    assert spec.column("ok").storage == "int" and spec.column("when").storage == "string"
+    assert spec.output_names == ("petal_width_zscore", "when_year", "when_day_of_week", "ok")
+    assert FeatureSpec.from_text(spec.to_json()).digest() == spec.digest()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("columns: [{name: 'petal width (cm)', type: float, transforms: [zscore]}]",
+         r"got 'petal width \(cm\)'. To read a file column named 'petal width \(cm\)', write `name: petal_width_cm` and `source: \"petal width \(cm\)\"`."),
+        ("columns: [{name: t, type: timestamp, missing: {constant: '31/01/2024'}, transforms: [year]}]",
+         r"constant '31/01/2024' is not a valid timestamp value. Use an ISO 8601 date or date-time"),
+        ("columns: [{name: b, type: bool, missing: {constant: 1}, transforms: [identity]}]",
+         r"constant 1 is not a valid bool value. Use true or false."),
+        ("columns: [{name: b, type: bool, transforms: [zscore]}]", r"applies to \['float', 'int'\] columns; this column is bool"),
+        ("label: {column: b, kind: multiclass}\ncolumns: [{name: b, type: bool}, {name: x, type: float, transforms: [zscore]}]",
+         r"a bool label column makes a binary label; use kind: binary."),
+        ("input: {header: false}\ncolumns: [{name: x, type: float, transforms: [zscore]}]",
+         r"'header: false' needs 'column_names'"),
+        ("input: {delimiter: ';;'}\ncolumns: [{name: x, type: float, transforms: [zscore]}]",
+         r"field 'delimiter' must be one character; got ';;'"),
+        ("input: {encoding: klingon}\ncolumns: [{name: x, type: float, transforms: [zscore]}]",
+         r"field 'encoding' 'klingon' is not a known text encoding"),
+        ("columns: [{name: a, source: x, type: float, transforms: [zscore]}, {name: x, type: float}]",
+         r"column 'x': reads file column 'x', which column 'a' already reads"),
+    ],
+)
+def test_new_fields_say_what_is_wrong(text, message):
+    with pytest.raises(SpecError, match=message):
+        FeatureSpec.from_text(text)
+
+
+def test_constants_show_vocabulary_values_with_their_spaces(tmp_path):
+    from transforms.constants import read_vocabulary
+
+    path = tmp_path / "vocab"
+    path.write_bytes(b"3 New__SPACE__York\n1 Oslo\n")
+    assert read_vocabulary(str(path)) == [{"value": "New York", "count": 3}, {"value": "Oslo", "count": 1}]

@@ -44,12 +44,12 @@ from tensorflow_transform import mappers as tft_mappers
 from tensorflow_transform import tf_utils
 
 from transforms import preprocessing as fb_pre
-from transforms.spec import FeatureSpec
+from transforms.spec import TIMESTAMP_PARTS, FeatureSpec
 
 __all__ = ["CONSTANTS_JSON", "build_fast_preprocessing_fn", "fast_path_unsupported"]
 
 CONSTANTS_JSON = "constants.json"  # inside CONSTANTS_FN_DIR, read by transforms.constants
-_NO_ANALYZER = ("hash", "log1p", "clip", "identity")
+_NO_ANALYZER = ("hash", "log1p", "clip", "identity", *TIMESTAMP_PARTS)
 _FAST_ANALYZER = ("zscore", "bucketize", "vocabulary", "scale_0_1", "min_max")
 _MIN_MAX = ("scale_0_1", "min_max")
 # TFT drops these tokens from text vocabularies (analyzers._EMPTY_STRING_OR_NEWLINE_CHARS_REGEX).
