@@ -268,3 +268,19 @@ def test_header_false_takes_the_spec_column_names(tmp_path):
     table, rejected, stats = _collect(path, spec)
     assert rejected == [] and table.column("s").to_pylist() == [[b"a"], [b"b"]]
     assert stats["read"] == 2
+
+
+def test_skip_initial_space_reads_comma_space_files(tmp_path):
+    spec = FeatureSpec.from_text(
+        "input: {skip_initial_space: true, null_markers: ['?']}\n"
+        "columns:\n"
+        "  - {name: n, type: int, missing: reject, transforms: [identity]}\n"
+        "  - {name: w, type: string, missing: {constant: unknown}, transforms: [vocabulary]}\n"
+        "  - {name: y, type: string}\n"
+    )
+    path = tmp_path / "adult_like.csv"
+    path.write_text("n,w,y\n39, State-gov, <=50K\n50, ?, >50K \n")
+    table, rejected, _ = _collect(path, spec)
+    assert rejected == []
+    assert table.column("w").to_pylist() == [[b"State-gov"], []]
+    assert table.column("y").to_pylist() == [[b"<=50K"], [b">50K "]]  # trailing spaces are data

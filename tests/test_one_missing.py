@@ -271,3 +271,35 @@ def test_analyze_reads_header_names_bools_and_timestamps(trained):
         constants = json.load(f)
     assert "temp_max" in constants["columns"]
     assert constants["columns"]["member"]["fill_value"] in (0, False)
+
+
+def test_drop_missing_is_the_readers_rule_in_graph_ops():
+    import tensorflow as tf
+
+    from transforms.preprocessing import drop_missing
+    from transforms.spec import FeatureSpec
+
+    spec = FeatureSpec.from_text(
+        "input: {skip_initial_space: true}\n"
+        "columns:\n"
+        "  - {name: f, type: float, missing: mean, transforms: [zscore]}\n"
+        "  - {name: s, type: string, missing: {constant: u}, transforms: [vocabulary]}\n"
+        "  - {name: r, type: string, null_markers: [], missing: {constant: u}, transforms: [vocabulary]}\n"
+        "  - {name: t, type: timestamp, missing: {constant: '2024-01-01'}, transforms: [year]}\n"
+    )
+
+    def sparse(values, dtype):
+        n = len(values)
+        return tf.SparseTensor([[i, 0] for i in range(n)], tf.constant(values, dtype), [n, 1])
+
+    out = drop_missing(spec, {
+        "f": sparse([1.0, math.nan, 2.0], tf.float32),
+        "s": sparse([" x", "", "  ", " NA ", "None", "null", "y "], tf.string),
+        "r": sparse(["NA", " ", "None"], tf.string),
+        "t": sparse(["2024-02-30", "31/01/2024", "NaN", " 2024-01-01 10:00"], tf.string),
+    })
+    assert out["f"].values.numpy().tolist() == [1.0, 2.0]
+    assert out["f"].indices.numpy()[:, 0].tolist() == [0, 2]
+    assert out["s"].values.numpy().tolist() == [b"x", b"y "]
+    assert out["r"].values.numpy().tolist() == [b"NA", b"None"]
+    assert out["t"].values.numpy().tolist() == [b"2024-02-30", b"2024-01-01 10:00"]

@@ -468,9 +468,12 @@ _CODES = {
 }
 
 
-def _text_values(arr: pa.Array, column: Column) -> Tuple[pa.Array, pa.Array]:
+def _text_values(arr: pa.Array, column: Column, skip_initial_space: bool = False) -> Tuple[pa.Array, pa.Array]:
     """(trimmed text with missing cells as null, untrimmed text likewise) of a
-    string array: empty and blank cells and the column's null markers are null."""
+    string array: empty and blank cells and the column's null markers are null.
+    With `skip_initial_space` the "untrimmed" text loses its leading spaces."""
+    if skip_initial_space:
+        arr = pc.utf8_ltrim_whitespace(arr)
     text = pc.utf8_trim_whitespace(arr)
     missing = pc.equal(pc.utf8_length(text), 0)
     if column.null_markers:
@@ -479,7 +482,9 @@ def _text_values(arr: pa.Array, column: Column) -> Tuple[pa.Array, pa.Array]:
     return pc.if_else(missing, pa.scalar(None, text.type), text), pc.if_else(missing, pa.scalar(None, arr.type), arr)
 
 
-def _convert_column(arr: pa.ChunkedArray | pa.Array, column: Column) -> Tuple[pa.Array, np.ndarray, List[Tuple[int, str, str]]]:
+def _convert_column(
+    arr: pa.ChunkedArray | pa.Array, column: Column, skip_initial_space: bool = False
+) -> Tuple[pa.Array, np.ndarray, List[Tuple[int, str, str]]]:
     """Converts one raw column to the column's storage type.
 
     Returns:
@@ -499,7 +504,7 @@ def _convert_column(arr: pa.ChunkedArray | pa.Array, column: Column) -> Tuple[pa
     if pa.types.is_boolean(arr.type):
         arr = arr.cast(pa.int64()) if target in ("bool", "int", "float") else arr.cast(pa.string())
     if pa.types.is_string(arr.type):
-        text, untrimmed = _text_values(arr, column)
+        text, untrimmed = _text_values(arr, column, skip_initial_space)
         if target == "string":
             values = untrimmed.cast(pa.large_binary())  # untrimmed: strings are data
         elif target == "timestamp":
@@ -636,7 +641,7 @@ def _chunk_to_batch(
     for column in spec.columns:
         raw = table.column(column.name)
         raw = raw.combine_chunks() if isinstance(raw, pa.ChunkedArray) else raw
-        values, present, errors = _convert_column(raw, column)
+        values, present, errors = _convert_column(raw, column, spec.input.skip_initial_space)
         reasons = {i: (r, code) for i, r, code in errors}
         if column.missing.policy == "reject":
             for i in np.flatnonzero(~present):

@@ -80,7 +80,8 @@ def _present_mask(column: Column, values: tf.Tensor) -> tf.Tensor:
 def drop_missing(spec: FeatureSpec, inputs: Mapping[str, object]) -> Dict[str, object]:
     """`inputs` with every value that means "missing" removed from the raw
     sparse tensors: a float NaN, an empty or blank string, one of the
-    column's null markers, a timestamp that is not ISO 8601. The same rule the
+    column's null markers, a timestamp that is not ISO 8601 (and, with the
+    spec's `input.skip_initial_space`, strings lose their leading spaces). The same rule the
     readers apply, so rows read from files and rows sent to a serving
     signature are filled by the same policy. Inputs the spec does not declare,
     and dense ones, pass through unchanged."""
@@ -89,6 +90,8 @@ def drop_missing(spec: FeatureSpec, inputs: Mapping[str, object]) -> Dict[str, o
         x = inputs.get(column.name)
         if isinstance(x, tf.SparseTensor):
             with tf.name_scope(f"present_{column.name}"):
+                if spec.input.skip_initial_space and column.storage == "string":
+                    x = tf.SparseTensor(x.indices, tf.strings.regex_replace(x.values, r"^\s+", ""), x.dense_shape)
                 out[column.name] = tf.sparse.retain(x, _present_mask(column, x.values))
     return out
 

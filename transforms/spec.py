@@ -233,6 +233,9 @@ class InputFormat:
       column_names: the CSV columns in order, when `header` is false.
       encoding: the text encoding of CSV and JSON lines files.
       null_markers: the default null markers of every column.
+      skip_initial_space: drop the spaces that start a string or timestamp
+        value (pandas' ``skipinitialspace``, for files written ``a, b, c``).
+        The serving graph drops them too.
     """
 
     delimiter: str = ","
@@ -241,6 +244,7 @@ class InputFormat:
     column_names: tuple[str, ...] = ()
     encoding: str = "utf-8"
     null_markers: tuple[str, ...] = DEFAULT_NULL_MARKERS
+    skip_initial_space: bool = False
 
     def to_dict(self) -> dict:
         """The fields that differ from the defaults."""
@@ -539,10 +543,11 @@ def _parse_input(raw: Any, where: str) -> InputFormat:
             if not isinstance(v, str) or len(v) != 1 or v in "\r\n":
                 raise _fail(where, f"field {field!r} must be one character; got {v!r}.")
             values[field] = v
-    if "header" in raw:
-        if not isinstance(raw["header"], bool):
-            raise _fail(where, f"field 'header' must be true or false; got {raw['header']!r}.")
-        values["header"] = raw["header"]
+    for field in ("header", "skip_initial_space"):
+        if field in raw:
+            if not isinstance(raw[field], bool):
+                raise _fail(where, f"field {field!r} must be true or false; got {raw[field]!r}.")
+            values[field] = raw[field]
     if "column_names" in raw:
         names = raw["column_names"]
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
