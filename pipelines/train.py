@@ -31,7 +31,7 @@ def warmup_examples(analyzed_manifest: dict, spec, rows: int = 5) -> List[bytes]
     """A few raw rows from the analyze run's first input, as serialized
     tf.Examples for TF Serving warm-up; empty when the input is gone."""
     from transforms import io as fb_io
-    from transforms.export import batch_to_examples
+    from transforms.examples import batch_to_examples
 
     for entry in analyzed_manifest.get("inputs", [])[:1]:
         path = entry.get("path")

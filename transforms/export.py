@@ -28,13 +28,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
-import numpy as np
-import pyarrow as pa
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from transforms.examples import batch_to_examples, rows_to_examples, serving_columns
 from transforms.preprocessing import raw_feature_spec
 from transforms.spec import SPLIT_FEATURE, FeatureSpec
 from transforms.train import FeatureInfo, Head, outputs_from_logits
@@ -68,12 +67,6 @@ SERVING_INFO_FILE = os.path.join("assets.extra", "featurebridge.json")
 _DTYPES = {"float": tf.float32, "int": tf.int64, "string": tf.string}
 
 
-def serving_columns(spec: FeatureSpec) -> List[str]:
-    """The raw columns a serving request may carry: all but the label."""
-    label = spec.label.column if spec.label else None
-    return [c.name for c in spec.columns if c.name != label]
-
-
 def raw_signature_columns(spec: FeatureSpec) -> List[str]:
     """The inputs of the serving_raw signature: the serving columns but the key."""
     return [n for n in serving_columns(spec) if n != spec.key]
@@ -86,58 +79,6 @@ def serving_spec(spec: FeatureSpec) -> FeatureSpec:
     label = spec.label.column if spec.label else None
     columns = tuple(c for c in spec.columns if c.name != label)
     return dataclasses.replace(spec, columns=columns, label=None)
-
-
-# ---------------------------------------------------------------------------
-# Raw rows -> tf.Example
-
-
-_BOOL_WORDS = {"true": 1, "false": 0, "yes": 1, "no": 0, "t": 1, "f": 0, "y": 1, "n": 0, "1": 1, "0": 0}
-
-
-def _feature(ctype: str, values) -> tf.train.Feature:
-    if ctype == "float":
-        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-    if ctype == "bool":
-        values = [_BOOL_WORDS.get(v.strip().lower(), v) if isinstance(v, str) else int(v) for v in values]
-        ctype = "int"
-    if ctype == "int":
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-    return tf.train.Feature(
-        bytes_list=tf.train.BytesList(value=[v if isinstance(v, bytes) else str(v).encode() for v in values])
-    )
-
-
-def rows_to_examples(spec: FeatureSpec, rows: Iterable[Mapping[str, object]]) -> List[bytes]:
-    """Serialized raw tf.Examples from dicts of Python values keyed by spec
-    name (None or a missing key = missing value; the label and unknown keys are
-    dropped). Features are keyed by the columns' file names, as serving_default reads them."""
-    types = {c.name: c.type for c in spec.columns}
-    sources = {c.name: c.source for c in spec.columns}
-    keep = serving_columns(spec)
-    out = []
-    for row in rows:
-        feats = {}
-        for name in keep:
-            v = row.get(name)
-            if v is None or (isinstance(v, float) and np.isnan(v)):
-                continue
-            feats[sources[name]] = _feature(types[name], [v])
-        out.append(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
-    return out
-
-
-def batch_to_examples(spec: FeatureSpec, batch: pa.RecordBatch) -> List[bytes]:
-    """Serialized raw tf.Examples from a RecordBatch in `arrow_schema_for(spec)`
-    layout (an empty list is a missing value; position columns are ignored)."""
-    types = {c.name: c.storage for c in spec.columns}
-    sources = {c.name: c.source for c in spec.columns}
-    columns = {n: batch.column(n).to_pylist() for n in serving_columns(spec) if n in batch.schema.names}
-    out = []
-    for i in range(batch.num_rows):
-        feats = {sources[n]: _feature(types[n], vals[i]) for n, vals in columns.items() if vals[i]}
-        out.append(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
-    return out
 
 
 # ---------------------------------------------------------------------------

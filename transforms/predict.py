@@ -167,7 +167,7 @@ class _ToKeyedExamples(beam.DoFn):
         self._spec = FeatureSpec.from_text(self._spec_json)
 
     def process(self, batch):
-        from transforms.export import batch_to_examples
+        from transforms.examples import batch_to_examples
 
         spec = self._spec
         names = batch.schema.names
