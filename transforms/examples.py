@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import tensorflow as tf
 
-from transforms.spec import FeatureSpec
+from transforms.spec import BOOL_SPELLINGS, FeatureSpec
 
 __all__ = ["batch_to_examples", "rows_to_examples", "serving_columns"]
 
@@ -21,14 +21,13 @@ def serving_columns(spec: FeatureSpec) -> List[str]:
     return [c.name for c in spec.columns if c.name != label]
 
 
-_BOOL_WORDS = {"true": 1, "false": 0, "yes": 1, "no": 0, "t": 1, "f": 0, "y": 1, "n": 0, "1": 1, "0": 0}
 
 
 def _feature(ctype: str, values) -> tf.train.Feature:
     if ctype == "float":
         return tf.train.Feature(float_list=tf.train.FloatList(value=values))
     if ctype == "bool":
-        values = [_BOOL_WORDS.get(v.strip().lower(), v) if isinstance(v, str) else int(v) for v in values]
+        values = [BOOL_SPELLINGS.get(v.strip().lower(), v) if isinstance(v, str) else int(v) for v in values]
         ctype = "int"
     if ctype == "int":
         return tf.train.Feature(int64_list=tf.train.Int64List(value=values))

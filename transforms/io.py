@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.spec import TIMESTAMP_PATTERN, Column, FeatureSpec, InputFormat
+from transforms.spec import BOOL_SPELLINGS, TIMESTAMP_PATTERN, Column, FeatureSpec, InputFormat
 
 __all__ = [
     "FORMATS",
@@ -175,15 +175,27 @@ def match_files(patterns: str | Sequence[str]) -> List[str]:
 _RawChunk = Tuple[pa.Table, np.ndarray, List[RejectedRow]]
 
 
+def _missing_columns_error(path: str, available: Sequence[str], missing: Sequence[str], more: str = "") -> InputError:
+    """The one message for spec columns a file lacks, with a `source:` hint
+    when the file has the column under a spaced or differently cased name."""
+    hint = ""
+    for name in missing:
+        close = [h for h in available if h.lower().replace(" ", "_") == name.lower()]
+        if close:
+            hint = f" The file has {close[0]!r}: add `source: {json.dumps(close[0])}` to spec column {name!r}."
+            break
+    return InputError(
+        f"{path}: column(s) {list(missing)} required by the feature spec are not in the file "
+        f"(its columns: {list(available)[:50]}){more}. Fix the header or the spec (a spec column "
+        f"reads the file column named by its 'source', else by its 'name').{hint}"
+    )
+
+
 def _require_columns(path: str, available: Iterable[str], wanted: Sequence[str]) -> None:
     available = list(available)
     missing = [c for c in wanted if c not in available]
     if missing:
-        raise InputError(
-            f"{path}: column(s) {missing} required by the feature spec are not in the "
-            f"file (it has {available[:50]}). Fix the header or the spec (a spec "
-            "column reads the file column named by its 'source', else by its 'name')."
-        )
+        raise _missing_columns_error(path, available, missing)
 
 
 def _csv_parse_options(fmt: InputFormat, on_invalid=None):
@@ -250,17 +262,7 @@ def check_headers(files: Sequence[str], spec: FeatureSpec, file_format: Optional
         return
     path, missing, header = problems[0]
     more = f" (and {len(problems) - 1} more file(s) like it: {[p for p, _, _ in problems[1:4]]})" if len(problems) > 1 else ""
-    hint = ""
-    for name in missing:
-        close = [h for h in header if h.lower().replace(" ", "_") == name.lower()]
-        if close:
-            hint = f" The file has {close[0]!r}: add `source: {json.dumps(close[0])}` to spec column {name!r}."
-            break
-    raise InputError(
-        f"{path}: column(s) {missing} required by the feature spec are not in the file "
-        f"(its columns: {header[:50]}){more}. Fix the header or the spec (a spec column "
-        f"reads the file column named by its 'source', else by its 'name').{hint}"
-    )
+    raise _missing_columns_error(path, header, missing, more)
 
 
 def _csv_chunks(path: str, columns: Sequence[str], batch_size: int, fmt: InputFormat = InputFormat()) -> Iterator[_RawChunk]:
@@ -459,13 +461,7 @@ def _as_text(arr: pa.Array, i: int) -> Optional[str]:
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-_BOOL_TEXT = {"true": 1, "t": 1, "yes": 1, "y": 1, "1": 1, "1.0": 1, "false": 0, "f": 0, "no": 0, "n": 0, "0": 0, "0.0": 0}
 _TIMESTAMP_FULL = f"^(?:{TIMESTAMP_PATTERN})$"
-# A reason's short name, for the rejected counts by column and reason.
-_CODES = {
-    "not a valid float": "not a float",
-    "not a valid int": "not an int",
-}
 
 
 def _text_values(arr: pa.Array, column: Column, skip_initial_space: bool = False) -> Tuple[pa.Array, pa.Array]:
@@ -503,6 +499,8 @@ def _convert_column(
         arr = pc.strftime(arr, format=fmt) if target == "timestamp" else arr.cast(pa.string())
     if pa.types.is_boolean(arr.type):
         arr = arr.cast(pa.int64()) if target in ("bool", "int", "float") else arr.cast(pa.string())
+    if target == "timestamp" and not pa.types.is_string(arr.type):
+        arr = arr.cast(pa.string())  # e.g. an int column: its text then fails the pattern
     if pa.types.is_string(arr.type):
         text, untrimmed = _text_values(arr, column, skip_initial_space)
         if target == "string":
@@ -519,11 +517,8 @@ def _convert_column(
         else:
             values, errors = _parse_numbers(text, target)
     else:
-        if target in ("string", "timestamp"):
+        if target == "string":
             values = arr.cast(pa.string()).cast(pa.large_binary())
-            if target == "timestamp":
-                text, _ = _text_values(arr.cast(pa.string()), column)
-                return _convert_column(text, column)
         elif target == "float":
             values = arr.cast(pa.float64())
         elif target == "bool":
@@ -555,9 +550,9 @@ def _convert_column(
 def _parse_bools(text: pa.Array) -> Tuple[pa.Array, List[Tuple[int, str, str]]]:
     """true/false, t/f, yes/no, y/n, 1/0 in any case -> 1/0."""
     lowered = pc.utf8_lower(text)
-    keys = pa.array(list(_BOOL_TEXT), pa.string())
+    keys = pa.array(list(BOOL_SPELLINGS), pa.string())
     index = pc.index_in(lowered, value_set=keys)
-    bits = pa.array(list(_BOOL_TEXT.values()), pa.int64())
+    bits = pa.array(list(BOOL_SPELLINGS.values()), pa.int64())
     values = pc.take(bits, index)
     bad = (pc.is_null(index).to_numpy(zero_copy_only=False) & text.is_valid().to_numpy(zero_copy_only=False))
     errors = [
@@ -588,7 +583,7 @@ def _parse_numbers(text: pa.Array, target: str) -> Tuple[pa.Array, List[Tuple[in
                 out.append(int(f))
         except (ValueError, OverflowError):
             out.append(None)
-            errors.append((i, f"not a valid {target}", _CODES[f"not a valid {target}"]))
+            errors.append((i, f"not a valid {target}", "not a float" if target == "float" else "not an int"))
     return pa.array(out, arrow_type), errors
 
 

@@ -40,6 +40,7 @@ from typing import Any, Mapping, Optional, Sequence
 import yaml
 
 __all__ = [
+    "BOOL_SPELLINGS",
     "COLUMN_TYPES",
     "Column",
     "Cross",
@@ -86,6 +87,12 @@ TIMESTAMP_PATTERN = (
 # A transformed feature every analyze output carries: the row's bucket (0-99)
 # for the train/eval split (see preprocessing.split_bucket). Not a model input.
 SPLIT_FEATURE = "__split_bucket__"
+# How a bool cell may be written (compared lower-cased): the readers and the
+# tf.Example builder both use this one table.
+BOOL_SPELLINGS: Mapping[str, int] = {
+    "true": 1, "t": 1, "yes": 1, "y": 1, "1": 1, "1.0": 1,
+    "false": 0, "f": 0, "no": 0, "n": 0, "0": 0, "0.0": 0,
+}
 # Parts a timestamp column derives as int features (day_of_week: Monday = 0).
 TIMESTAMP_PARTS = ("year", "month", "day", "day_of_week", "day_of_year", "hour", "minute")
 LABEL_KINDS = ("binary", "multiclass", "regression")
