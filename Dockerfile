@@ -20,11 +20,12 @@ COPY constraints.txt setup.py ./
 COPY transforms/ transforms/
 COPY pipelines/ pipelines/
 COPY expansion_service/ expansion_service/
+COPY runner_configs/ runner_configs/
 # A regular (not editable) install, pinned by constraints.txt; then fail the build if
 # the pins are inconsistent or the packages do not import.
 RUN pip install --no-cache-dir -c constraints.txt . \
     && pip check \
-    && cd / && python -c "import apache_beam, tensorflow_transform, transforms, pipelines, expansion_service; assert apache_beam.__version__ == '${BEAM_VERSION}'" \
+    && cd / && python -c "import apache_beam, tensorflow_transform, featurebridge.transforms, featurebridge.pipelines, featurebridge.expansion_service; assert apache_beam.__version__ == '${BEAM_VERSION}'" \
     && rm -rf /opt/featurebridge/build
 
 ENV TF_CPP_MIN_LOG_LEVEL=2

@@ -9,6 +9,9 @@ import setuptools
 VERSION = "0.1.0"
 
 # Ranges here; exact pins live in constraints.txt (what CI and `make` install).
+# Top-level folders installed as featurebridge.<name>; runner_configs is data.
+PACKAGES = ("transforms", "pipelines", "expansion_service", "runner_configs")
+
 REQUIRED = [
     "apache-beam[gcp]>=2.77,<2.78",
     "tensorflow>=2.21,<2.22",
@@ -35,8 +38,13 @@ setuptools.setup(
         "exposed to Java/Flink/Spark through a cross-language expansion service."
     ),
     python_requires=">=3.11,<3.12",
-    packages=["transforms", "pipelines", "expansion_service"],
+    # One installed name, featurebridge.*, over the folders the repository
+    # layout keeps at the top level (editable installs map them the same way).
+    packages=[f"featurebridge.{name}" for name in PACKAGES],
+    package_dir={f"featurebridge.{name}": name for name in PACKAGES},
+    package_data={"featurebridge.runner_configs": ["*.yaml"]},
+    license="Apache-2.0",
     install_requires=REQUIRED,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["featurebridge=pipelines.cli:main"]},
+    entry_points={"console_scripts": ["featurebridge=featurebridge.pipelines.cli:main"]},
 )

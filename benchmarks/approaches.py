@@ -48,7 +48,7 @@ def _fresh(path):
 
 @_approach("featurebridge")
 def featurebridge(parquet, csv, spec, out, extra=()):
-    from pipelines import analyze
+    from featurebridge.pipelines import analyze
 
     t0 = time.monotonic()
     manifest = analyze.run(["--input", parquet, "--spec", spec, "--output", out, "--overwrite", *extra])
@@ -89,9 +89,9 @@ def _tft_arrow(parquet, spec_path, out, beam_args=()):
     from apache_beam.options.pipeline_options import PipelineOptions
     from tfx_bsl.tfxio.parquet_tfxio import ParquetTFXIO
 
-    from transforms.analyze import tensor_adapter_config
-    from transforms.preprocessing import build_preprocessing_fn
-    from transforms.spec import load_spec
+    from featurebridge.transforms.analyze import tensor_adapter_config
+    from featurebridge.transforms.preprocessing import build_preprocessing_fn
+    from featurebridge.transforms.spec import load_spec
 
     spec = load_spec(spec_path)
     config = tensor_adapter_config(spec)
@@ -137,8 +137,8 @@ def tft_dicts(parquet, csv, spec_path, out):
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-    from transforms.preprocessing import build_preprocessing_fn, raw_feature_spec
-    from transforms.spec import load_spec
+    from featurebridge.transforms.preprocessing import build_preprocessing_fn, raw_feature_spec
+    from featurebridge.transforms.spec import load_spec
 
     spec = load_spec(spec_path)
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(raw_feature_spec(spec)))

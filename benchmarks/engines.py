@@ -32,7 +32,7 @@ CONFIGS = {
 
 def _analyze(data_dir: str, out: str, config: str, env) -> float:
     cmd = [
-        sys.executable, "-m", "pipelines.cli", "analyze", "--input", os.path.join(data_dir, "d.csv"),
+        sys.executable, "-m", "featurebridge.pipelines.cli", "analyze", "--input", os.path.join(data_dir, "d.csv"),
         "--spec", os.path.join(data_dir, "spec.yaml"), "--output", out, "--runner_config", config,
     ]
     started = time.monotonic()

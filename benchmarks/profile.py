@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     extra = [a for a in extra if a != "--"]
     here = os.path.dirname(os.path.abspath(__file__))
     parquet, csv, spec = write_dataset(args.rows, os.path.join(here, "data"))
-    from pipelines import analyze  # import cost is not profiled
+    from featurebridge.pipelines import analyze  # import cost is not profiled
 
     out = os.path.join(here, "out", "profile")
     profiler = cProfile.Profile()

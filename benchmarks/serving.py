@@ -3,7 +3,7 @@
     python -m benchmarks.serving [--rows 5000] [--epochs 1] [--work benchmarks/out/serving]
 
 Builds a model once with the library's own jobs on the demo data
-(`pipelines.sample_data`: analyze -> train -> export, one epoch), writes
+(`featurebridge.pipelines.sample_data`: analyze -> train -> export, one epoch), writes
 request payloads (serialized raw tf.Examples and the same rows as named raw
 columns), then starts a NEW Python process that imports only TensorFlow,
 loads ``MODEL/serving`` with ``tf.saved_model.load`` and times:
@@ -48,10 +48,10 @@ def build_model(work_dir: str, rows: int = 5000, epochs: int = 1) -> Dict[str, s
     """
     import tensorflow as tf
 
-    from pipelines import analyze, train
-    from pipelines.sample_data import generate_rows, write_sample_data
-    from transforms.export import raw_signature_columns, rows_to_examples
-    from transforms.spec import load_spec
+    from featurebridge.pipelines import analyze, train
+    from featurebridge.pipelines.sample_data import generate_rows, write_sample_data
+    from featurebridge.transforms.export import raw_signature_columns, rows_to_examples
+    from featurebridge.transforms.spec import load_spec
 
     started = time.monotonic()
     shutil.rmtree(work_dir, ignore_errors=True)
@@ -151,7 +151,7 @@ def probe(serving_dir: str, examples_path: str, raw_path: str) -> Dict[str, obje
             "outputs": sorted(out),
         }
     result["modules_imported"] = sorted(
-        m for m in ("tensorflow_transform", "tf_keras", "keras", "apache_beam", "pipelines", "transforms")
+        m for m in ("tensorflow_transform", "tf_keras", "keras", "apache_beam", "featurebridge.pipelines", "featurebridge.transforms")
         if m in sys.modules
     )
     return result

@@ -53,20 +53,21 @@ def _timed(cmd, env, **kw):
 
 def main(argv=None) -> int:
     sys.path.insert(0, REPO)
-    from tests.portable_cluster import portable_cluster, worker_env
+    from featurebridge.pipelines.local_cluster import portable_cluster
+    from featurebridge.pipelines.local_cluster import worker_env
 
     args = argparse.ArgumentParser()
     args.add_argument("--rows", type=int, default=1000)
     a = args.parse_args(argv)
     d = tempfile.mkdtemp(prefix="fb_startup_")
     env = worker_env()
-    fb = [sys.executable, "-m", "pipelines.cli"]
+    fb = [sys.executable, "-m", "featurebridge.pipelines.cli"]
     res = {"rows": a.rows}
     try:
         _data(d, a.rows)
         base = ["--input", os.path.join(d, "d.csv"), "--spec", os.path.join(d, "spec.yaml")]
         res["python_bare_s"], _ = _timed([sys.executable, "-c", "pass"], env)
-        res["import_pipelines_analyze_s"], _ = _timed([sys.executable, "-c", "import pipelines.analyze"], env)
+        res["import_pipelines_analyze_s"], _ = _timed([sys.executable, "-c", "import featurebridge.pipelines.analyze"], env)
         res["import_tensorflow_transform_s"], _ = _timed([sys.executable, "-c", "import tensorflow_transform"], env)
         res["analyze_help_s"], _ = _timed(fb + ["analyze", "--help"], env)
         res["analyze_usage_error_s"] = _timed_fail(fb + ["analyze", "--input", "x.csv"], env)

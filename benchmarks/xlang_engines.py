@@ -15,12 +15,12 @@ EXTERNAL Python worker pool.
   steps LOOPBACK in the launching JVM; ``LoopbackEnvironment.prepare`` sets
   ``environmentCacheMillis`` to 3,600,000.
 - **python**: this module's ``--child`` mode: ReadFromText of the same file,
-  ``json.loads`` to typed ``beam.Row``, ``transforms.xlang.AnalyzeAndTransformRows``
+  ``json.loads`` to typed ``beam.Row``, ``featurebridge.transforms.xlang.AnalyzeAndTransformRows``
   in process, JSON lines out (one file each). PortableRunner with
   ``--job_endpoint`` to the same job server, ``--environment_type=EXTERNAL`` to
   the same pool, ``--parallelism=2``, ``--environment_cache_millis=3600000``.
 
-Rows: ``pipelines.sample_data.generate_rows(N, seed=3)`` with ``SAMPLE_SPEC``
+Rows: ``featurebridge.pipelines.sample_data.generate_rows(N, seed=3)`` with ``SAMPLE_SPEC``
 (as in RESULTS.md "Cross-language"). Each run is a fresh process, timed from
 launch to exit; the pipeline's own run time (``run()`` to finished) comes from
 its output. One warm-up per variant (smallest row count), then per row count
@@ -73,8 +73,8 @@ def _child(config: Dict[str, str]) -> int:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from transforms.spec import FeatureSpec
-    from transforms.xlang import AnalyzeAndTransformRows, raw_row_type
+    from featurebridge.transforms.spec import FeatureSpec
+    from featurebridge.transforms.xlang import AnalyzeAndTransformRows, raw_row_type
 
     with open(config["spec"], encoding="utf-8") as f:
         spec_text = f.read()
@@ -129,7 +129,7 @@ def _count_lines(path: str) -> int:
 
 
 def _write_inputs(base: str, rows: int) -> Dict[str, str]:
-    from pipelines.sample_data import SAMPLE_SPEC, generate_rows
+    from featurebridge.pipelines.sample_data import SAMPLE_SPEC, generate_rows
 
     d = os.path.join(base, f"rows{rows}")
     os.makedirs(d)
@@ -246,8 +246,8 @@ def main(argv=None) -> int:
 
     import shutil
 
-    from pipelines import engines
-    from tests.portable_cluster import free_port
+    from featurebridge.pipelines import engines
+    from featurebridge.pipelines.local_cluster import free_port
     from tests.test_expansion_service import start_server
     from tests.test_java_engines import JOB_SERVERS, _capture, _maven_build, _Services
 

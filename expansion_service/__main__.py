@@ -20,11 +20,11 @@ import threading
 import time
 from typing import Optional, Sequence
 
-from expansion_service.server import ExpansionServer, ServerConfig
+from featurebridge.expansion_service.server import ExpansionServer, ServerConfig
 
 __all__ = ["main", "parse_args", "print_help", "run"]
 
-_LOG = logging.getLogger("expansion_service")
+_LOG = logging.getLogger("featurebridge.expansion_service")
 TOKEN_ENV = "FEATUREBRIDGE_EXPANSION_TOKEN"
 
 

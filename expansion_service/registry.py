@@ -108,7 +108,7 @@ class Entry:
         config = self.check_config(values)
         if allowed_roots:
             check_directories(self.identifier, config, allowed_roots)
-        from transforms import xlang
+        from featurebridge.transforms import xlang
 
         cls = xlang.XLANG_CLASSES.get(self.class_name)
         if cls is None:
@@ -137,7 +137,7 @@ def check_directories(identifier: str, config: Mapping[str, str], allowed_roots:
 ENTRIES: Tuple[Entry, ...] = (
     Entry(
         identifier="beam:schematransform:org.featurebridge:analyze_and_transform:v1",
-        class_name="transforms.xlang.AnalyzeAndTransformRows",
+        class_name="featurebridge.transforms.xlang.AnalyzeAndTransformRows",
         config=AnalyzeAndTransformConfig,
         description=(
             "featurebridge analyze-and-transform: one full TFT analyze pass over the input "
@@ -151,7 +151,7 @@ ENTRIES: Tuple[Entry, ...] = (
     ),
     Entry(
         identifier="beam:schematransform:org.featurebridge:transform:v1",
-        class_name="transforms.xlang.TransformRows",
+        class_name="featurebridge.transforms.xlang.TransformRows",
         config=TransformConfig,
         description=(
             "featurebridge transform: applies an existing transform_fn to raw Rows. Config: "
@@ -162,7 +162,7 @@ ENTRIES: Tuple[Entry, ...] = (
     ),
     Entry(
         identifier="beam:schematransform:org.featurebridge:predict:v1",
-        class_name="transforms.xlang.PredictRows",
+        class_name="featurebridge.transforms.xlang.PredictRows",
         config=PredictConfig,
         description=(
             "featurebridge predict: runs the exported serving model on raw Rows. Config: "

@@ -249,7 +249,7 @@ def build_transform(transform_proto, allowed_roots: Sequence[str] = ()):
     `allowed_roots`, when given, confines every directory in the configuration."""
     from apache_beam.portability.api import external_transforms_pb2
 
-    from expansion_service import registry
+    from featurebridge.expansion_service import registry
 
     urn = transform_proto.spec.urn
     payload = transform_proto.spec.payload
@@ -357,9 +357,9 @@ def build_project_sdist(dest_dir: str) -> str:
       RuntimeError: no setup.py beside the packages (an installed copy): pass
         the package with ``--package`` instead.
     """
-    import transforms
+    import featurebridge.transforms
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(transforms.__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(featurebridge.transforms.__file__)))
     if not os.path.exists(os.path.join(root, "setup.py")):
         raise RuntimeError(
             "featurebridge's source tree (setup.py) is not available to build the package to "
@@ -548,7 +548,7 @@ class ExpansionServicer:
         from apache_beam.portability.api import beam_expansion_api_pb2
         from apache_beam.typehints.schemas import named_tuple_to_schema
 
-        from expansion_service import registry
+        from featurebridge.expansion_service import registry
 
         response = beam_expansion_api_pb2.DiscoverSchemaTransformResponse()
         for entry in registry.ENTRIES:

@@ -2,7 +2,7 @@
 
     featurebridge analyze --input 'data/*.csv' --spec spec.yaml --output OUT
 
-Also ``python -m pipelines.analyze ...``. Any Beam pipeline option may follow
+Also ``python -m featurebridge.pipelines.analyze ...``. Any Beam pipeline option may follow
 (``--runner``, ``--direct_num_workers``...), or come from ``--runner_config``.
 """
 
@@ -17,14 +17,14 @@ from typing import Dict, Optional, Sequence
 
 import apache_beam as beam
 
-from pipelines.engines import engine_info, engine_session
-from pipelines.options import AnalyzeOptions, check_options, expand_runner_config
-from transforms import io as fb_io
-from transforms import provenance
-from transforms.outputs import StagedOutput
-from transforms.spec import load_spec
+from featurebridge.pipelines.engines import engine_info, engine_session
+from featurebridge.pipelines.options import AnalyzeOptions, check_options, expand_runner_config
+from featurebridge.transforms import io as fb_io
+from featurebridge.transforms import provenance
+from featurebridge.transforms.outputs import StagedOutput
+from featurebridge.transforms.spec import load_spec
 
-# transforms.analyze and transforms.preprocessing import TensorFlow/TFT (~10 s);
+# featurebridge.transforms.analyze and featurebridge.transforms.preprocessing import TensorFlow/TFT (~10 s);
 # run() imports them only after the options and the spec are validated, so a
 # usage error comes back in seconds.
 
@@ -59,8 +59,8 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     reader = fb_io.ReadRawData(opts.input, spec, opts.input_format, opts.batch_size)
     if os.path.exists(opts.output) and not opts.overwrite:
         StagedOutput.refuse_existing(opts.output)
-    from transforms.analyze import AnalyzeToDirectory
-    from transforms.preprocessing import load_preprocessing_fn
+    from featurebridge.transforms.analyze import AnalyzeToDirectory
+    from featurebridge.transforms.preprocessing import load_preprocessing_fn
 
     user_fn = load_preprocessing_fn(opts.preprocessing_fn) if opts.preprocessing_fn else None
     staged = StagedOutput(opts.output, overwrite=opts.overwrite)
@@ -144,7 +144,7 @@ def summarize(result: Dict[str, object], output: str) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from pipelines.cli import run_command
+    from featurebridge.pipelines.cli import run_command
 
     return run_command("analyze", argv)
 

@@ -17,12 +17,12 @@ __all__ = ["COMMANDS", "main", "run_command"]
 
 # command -> (module, help). Modules are imported only when used: TF is slow to import.
 COMMANDS: Dict[str, Tuple[str, str]] = {
-    "analyze": ("pipelines.analyze", "TFT analyze pass: raw files + spec -> transform_fn, constants"),
-    "expansion-service": ("expansion_service.__main__", "Beam expansion service for Java/Flink/Spark (cross-language)"),
-    "train": ("pipelines.train", "train on analyzed data; export a raw-feature serving SavedModel"),
-    "predict": ("pipelines.predict", "batch predictions on Beam (RunInference) with a trained model"),
-    "run": ("pipelines.run_job", "the whole job: analyze -> train -> export -> predict on held-out rows"),
-    "demo": ("pipelines.demo", "generate sample data and run the whole job on it (make demo)"),
+    "analyze": ("featurebridge.pipelines.analyze", "TFT analyze pass: raw files + spec -> transform_fn, constants"),
+    "expansion-service": ("featurebridge.expansion_service.__main__", "Beam expansion service for Java/Flink/Spark (cross-language)"),
+    "train": ("featurebridge.pipelines.train", "train on analyzed data; export a raw-feature serving SavedModel"),
+    "predict": ("featurebridge.pipelines.predict", "batch predictions on Beam (RunInference) with a trained model"),
+    "run": ("featurebridge.pipelines.run_job", "the whole job: analyze -> train -> export -> predict on held-out rows"),
+    "demo": ("featurebridge.pipelines.demo", "generate sample data and run the whole job on it (make demo)"),
 }
 
 _USAGE = """usage: featurebridge COMMAND [options]
@@ -30,7 +30,7 @@ _USAGE = """usage: featurebridge COMMAND [options]
 commands:
 {commands}
 
-Run `featurebridge COMMAND --help` for a command's options."""
+Run `featurebridge COMMAND --help` for a command's options; `featurebridge --version`."""
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -39,10 +39,10 @@ EXIT_FAILED = 1
 def _configure_logging() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    for name in ("transforms", "pipelines", "expansion_service", "featurebridge", "__main__"):
+    for name in ("featurebridge", "benchmarks", "__main__"):
         logging.getLogger(name).setLevel(logging.INFO)
     fmt = logging.Formatter("[featurebridge] %(message)s")
-    ours = ("transforms", "pipelines", "expansion_service", "benchmarks", "__main__")
+    ours = ("featurebridge", "benchmarks", "__main__")
     debug = bool(os.environ.get("FEATUREBRIDGE_DEBUG"))
 
     def keep(record: logging.LogRecord) -> bool:
@@ -55,16 +55,16 @@ def _configure_logging() -> None:
 
 
 def _unknown_option_error() -> type:
-    from pipelines.options import UnknownOptionError
+    from featurebridge.pipelines.options import UnknownOptionError
 
     return UnknownOptionError
 
 
 def _user_errors() -> tuple:
-    from pipelines.options import RunnerConfigError
-    from transforms.io import InputError
-    from transforms.outputs import OutputExistsError
-    from transforms.spec import SpecError
+    from featurebridge.pipelines.options import RunnerConfigError
+    from featurebridge.transforms.io import InputError
+    from featurebridge.transforms.outputs import OutputExistsError
+    from featurebridge.transforms.spec import SpecError
 
     errors = [SpecError, InputError, OutputExistsError, RunnerConfigError, ValueError, FileNotFoundError]
     return tuple(errors)
@@ -75,7 +75,7 @@ _RUNNER_FAILED = re.compile(r"Pipeline \S+ failed in state (FAILED|CANCELLED)")
 
 def _pipeline_error_message(error: BaseException) -> Optional[str]:
     """Beam wraps worker exceptions; find ours in the chain or the text."""
-    analyze = sys.modules.get("transforms.analyze")  # never import TF just to report
+    analyze = sys.modules.get("featurebridge.transforms.analyze")  # never import TF just to report
     ours = (analyze.EmptyDataError, analyze.CountMismatchError) if analyze else ()
     seen = error
     while seen is not None and ours:
@@ -93,7 +93,7 @@ def run_command(command: str, argv: Optional[Sequence[str]]) -> int:
     _configure_logging()
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--help" in argv or "-h" in argv:
-        if COMMANDS[command][0] == "expansion_service.__main__":  # argparse options, not Beam's
+        if COMMANDS[command][0] == "featurebridge.expansion_service.__main__":  # argparse options, not Beam's
             importlib.import_module(COMMANDS[command][0]).print_help()
             return 0
         # Help without importing the job module (and TensorFlow with it) when its
@@ -152,7 +152,7 @@ def _output_arg(argv: Sequence[str]) -> str:
 def _read_help_source(module_name: str) -> Tuple[Optional[str], Optional[type]]:
     """(docstring, options class) of a job module, read from its source without
     importing it: ``OPTIONS = X``, else the one options class it imports from
-    pipelines.options. (None, None) when that is not clear; then import it."""
+    featurebridge.pipelines.options. (None, None) when that is not clear; then import it."""
     import ast
     import importlib.util
 
@@ -166,7 +166,7 @@ def _read_help_source(module_name: str) -> Tuple[Optional[str], Optional[type]]:
         return None, None
     names: list = []
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.module == "pipelines.options":
+        if isinstance(node, ast.ImportFrom) and node.module == "featurebridge.pipelines.options":
             names += [alias.name for alias in node.names if alias.asname is None]
         elif (
             isinstance(node, ast.Assign)
@@ -175,7 +175,7 @@ def _read_help_source(module_name: str) -> Tuple[Optional[str], Optional[type]]:
         ):
             names = [node.value.id]
             break
-    from pipelines import options as options_module
+    from featurebridge.pipelines import options as options_module
 
     classes = [getattr(options_module, n, None) for n in names]
     classes = [c for c in classes if isinstance(c, type) and hasattr(c, "_add_argparse_args")]
@@ -191,7 +191,7 @@ def _print_help(command: str, doc: Optional[str], own: Optional[type], module_na
     print((doc or "").strip() + "\n")
     # `own`: the job's options class, if it names one (OPTIONS = ...).
     for cls in [own] if own is not None else PipelineOptions.__subclasses__():
-        if own is not None or cls.__module__ == "pipelines.options" or cls.__module__ == module_name:
+        if own is not None or cls.__module__ == "featurebridge.pipelines.options" or cls.__module__ == module_name:
             import argparse
 
             parser = argparse.ArgumentParser(prog=f"featurebridge {command}", add_help=False)
@@ -202,8 +202,21 @@ def _print_help(command: str, doc: Optional[str], own: Optional[type], module_na
     return 0
 
 
+def version() -> str:
+    """The installed featurebridge distribution's version ("unknown" if not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("featurebridge")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("--version", "-V"):
+        print(f"featurebridge {version()}")
+        return 0
     if not argv or argv[0] in ("-h", "--help", "help"):
         width = max(len(c) for c in COMMANDS)
         listing = "\n".join(f"  {c.ljust(width)}  {h}" for c, (_, h) in COMMANDS.items())

@@ -18,8 +18,8 @@ import shutil
 import sys
 from typing import Dict, Optional, Sequence
 
-from pipelines.options import RunArgs, RunnerConfigError, check_options
-from transforms.outputs import OutputExistsError
+from featurebridge.pipelines.options import RunArgs, RunnerConfigError, check_options
+from featurebridge.transforms.outputs import OutputExistsError
 
 __all__ = ["OPTIONS", "main", "run", "summarize"]
 
@@ -80,8 +80,8 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
       OutputExistsError: OUTPUT exists without --overwrite, or with
         --overwrite but holding files the demo did not write (we never delete those).
     """
-    from pipelines import run_job
-    from pipelines.sample_data import write_sample_data
+    from featurebridge.pipelines import run_job
+    from featurebridge.pipelines.sample_data import write_sample_data
 
     args, beam_flags = _parse(list(argv if argv is not None else sys.argv[1:]))
     out = os.path.abspath(args.output)
@@ -120,7 +120,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
 
 
 def summarize(result: Dict[str, object], output: str = "") -> str:
-    from pipelines.run_job import summarize as run_summary
+    from featurebridge.pipelines.run_job import summarize as run_summary
 
     return (
         f"Sample data: {result['data']['rows']} rows and spec.yaml in {result['data']['dir']}\n"
@@ -129,7 +129,7 @@ def summarize(result: Dict[str, object], output: str = "") -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from pipelines.cli import run_command
+    from featurebridge.pipelines.cli import run_command
 
     return run_command("demo", argv)
 

@@ -19,7 +19,7 @@ import yaml
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.options.pipeline_options import _BeamArgumentParser  # Beam's own option parser
 
-from pipelines.engines import EngineOptions, expand_engines_dir  # noqa: F401  (registers --local_worker_pool)
+from featurebridge.pipelines.engines import EngineOptions, expand_engines_dir  # noqa: F401  (registers --local_worker_pool)
 
 __all__ = [
     "AnalyzeOptions",

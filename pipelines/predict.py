@@ -21,11 +21,11 @@ from typing import Dict, Optional, Sequence
 
 import apache_beam as beam
 
-from pipelines.engines import engine_info, engine_session
-from pipelines.options import PredictOptions, check_options, expand_runner_config
-from transforms import io as fb_io
-from transforms import provenance
-from transforms.outputs import StagedOutput
+from featurebridge.pipelines.engines import engine_info, engine_session
+from featurebridge.pipelines.options import PredictOptions, check_options, expand_runner_config
+from featurebridge.transforms import io as fb_io
+from featurebridge.transforms import provenance
+from featurebridge.transforms.outputs import StagedOutput
 
 __all__ = ["OPTIONS", "UsageError", "main", "run", "summarize"]
 
@@ -56,7 +56,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     """
     argv = list(argv if argv is not None else sys.argv[1:])
     check_options("predict", argv, own=[PredictOptions])
-    from transforms.predict import Predict  # TensorFlow: after the flags are checked
+    from featurebridge.transforms.predict import Predict  # TensorFlow: after the flags are checked
 
     argv = expand_runner_config(argv)
     options = PredictOptions(argv)
@@ -142,7 +142,7 @@ def summarize(result: Dict[str, object], output: str) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from pipelines.cli import run_command
+    from featurebridge.pipelines.cli import run_command
 
     return run_command("predict", argv)
 

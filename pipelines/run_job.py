@@ -20,9 +20,9 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from pipelines.options import RunArgs, check_options, expand_runner_config
-from transforms import provenance
-from transforms.outputs import OutputExistsError
+from featurebridge.pipelines.options import RunArgs, check_options, expand_runner_config
+from featurebridge.transforms import provenance
+from featurebridge.transforms.outputs import OutputExistsError
 
 __all__ = ["OPTIONS", "main", "run", "split_inputs", "summarize"]
 
@@ -36,7 +36,7 @@ def split_inputs(input_pattern: str, holdout_pattern: Optional[str]):
     Raises:
       InputError: a pattern matches nothing, or nothing is left to train on.
     """
-    from transforms.io import InputError, match_files
+    from featurebridge.transforms.io import InputError, match_files
 
     files = match_files(input_pattern)
     if holdout_pattern:
@@ -60,9 +60,9 @@ def _holdout_metrics(holdout: List[str], predictions_dir: str, spec, input_forma
     """Scores the predictions against the held-out rows' labels (when present)."""
     import numpy as np
 
-    from transforms import io as fb_io
-    from transforms.predict import load_serving_info
-    from transforms.train import Head, evaluate_predictions
+    from featurebridge.transforms import io as fb_io
+    from featurebridge.transforms.predict import load_serving_info
+    from featurebridge.transforms.train import Head, evaluate_predictions
 
     if spec.label is None:
         return None
@@ -109,8 +109,8 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     """
     argv = list(argv if argv is not None else sys.argv[1:])
     check_options("run", argv, own=[RunArgs])
-    from pipelines import analyze, predict, train
-    from transforms.spec import load_spec
+    from featurebridge.pipelines import analyze, predict, train
+    from featurebridge.transforms.spec import load_spec
 
     args, beam_flags = RunArgs.parse(expand_runner_config(argv))
     spec = load_spec(args.spec)
@@ -222,7 +222,7 @@ def summarize(result: Dict[str, object], output: str = "") -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from pipelines.cli import run_command
+    from featurebridge.pipelines.cli import run_command
 
     return run_command("run", argv)
 

@@ -17,9 +17,9 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from pipelines.options import TrainArgs
-from transforms import provenance
-from transforms.outputs import StagedOutput
+from featurebridge.pipelines.options import TrainArgs
+from featurebridge.transforms import provenance
+from featurebridge.transforms.outputs import StagedOutput
 
 __all__ = ["OPTIONS", "main", "run", "summarize", "warmup_examples"]
 
@@ -30,8 +30,8 @@ OPTIONS = TrainArgs
 def warmup_examples(analyzed_manifest: dict, spec, rows: int = 5) -> List[bytes]:
     """A few raw rows from the analyze run's first input, as serialized
     tf.Examples for TF Serving warm-up; empty when the input is gone."""
-    from transforms import io as fb_io
-    from transforms.examples import batch_to_examples
+    from featurebridge.transforms import io as fb_io
+    from featurebridge.transforms.examples import batch_to_examples
 
     for entry in analyzed_manifest.get("inputs", [])[:1]:
         path = entry.get("path")
@@ -55,8 +55,8 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
       OutputExistsError: --output exists and --overwrite was not given.
     """
     args = TrainArgs.parse(list(argv if argv is not None else sys.argv[1:]))
-    from transforms.export import export_serving_model  # TensorFlow: after the flags are checked
-    from transforms.train import load_analyzed, train_model
+    from featurebridge.transforms.export import export_serving_model  # TensorFlow: after the flags are checked
+    from featurebridge.transforms.train import load_analyzed, train_model
 
     tft_output, spec = load_analyzed(args.analyzed)  # fails early on a wrong directory
     staged = StagedOutput(args.output, overwrite=args.overwrite)
@@ -140,7 +140,7 @@ def summarize(result: Dict[str, object], output: str) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from pipelines.cli import run_command
+    from featurebridge.pipelines.cli import run_command
 
     return run_command("train", argv)
 

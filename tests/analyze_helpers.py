@@ -53,8 +53,8 @@ def analyze_and_check(
     extra_argv: Sequence[str] = (),
     name: str = "out",
 ) -> AnalyzedRun:
-    """Writes the spec (and CSV), runs `pipelines.analyze.run`, loads the results."""
-    from pipelines import analyze
+    """Writes the spec (and CSV), runs `featurebridge.pipelines.analyze.run`, loads the results."""
+    from featurebridge.pipelines import analyze
 
     spec_path = os.path.join(tmp_dir, f"{name}.spec.yaml")
     with open(spec_path, "w") as f:

@@ -17,11 +17,14 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def portable_cluster(tmp_path_factory):
     """A Beam job server + external SDK worker pool (separate processes) for the
-    PortableRunner, shared by the session. Yields tests/portable_cluster.PortableCluster;
-    use ``cluster.pipeline_flags()`` as the runner flags."""
-    from tests.portable_cluster import portable_cluster as start_cluster
+    PortableRunner, shared by the session. Yields
+    featurebridge.pipelines.local_cluster.PortableCluster; use
+    ``cluster.pipeline_flags()`` as the runner flags. Its workers can import
+    the checkout's test modules (tests.user_preprocessing)."""
+    from featurebridge.pipelines.local_cluster import portable_cluster as start_cluster
+    from tests.repo import REPO_ROOT
 
-    with start_cluster(str(tmp_path_factory.mktemp("portable_cluster"))) as cluster:
+    with start_cluster(str(tmp_path_factory.mktemp("portable_cluster")), env={"PYTHONPATH": REPO_ROOT}) as cluster:
         yield cluster
 
 
@@ -43,7 +46,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="session")
 def direct_run(data):
     """(out dir, manifest) of `featurebridge analyze` on the DirectRunner."""
-    from pipelines import analyze
+    from featurebridge.pipelines import analyze
     from tests.runner_helpers import analyze_argv
 
     out = data / "out_direct"
@@ -56,7 +59,7 @@ def direct_run(data):
 def direct_predictions(direct_run, data):
     """(model dir, manifest of predict into data/pred_direct): a 1-epoch model
     trained on the direct analyze output, and its DirectRunner predictions on d.csv."""
-    from pipelines import predict, train
+    from featurebridge.pipelines import predict, train
 
     model = data / "model"
     train.run(["--analyzed", str(direct_run[0]), "--output", str(model), "--epochs", "1"])

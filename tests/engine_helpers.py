@@ -15,8 +15,9 @@ import time
 
 import pytest
 
-from pipelines import engines
-from tests.portable_cluster import REPO_ROOT, remote_ports, worker_env
+from featurebridge.pipelines import engines
+from featurebridge.pipelines.local_cluster import remote_ports
+from tests.repo import REPO_ROOT, worker_env
 from tests.runner_helpers import analyze_argv
 
 __all__ = ["CONFIGS", "JARS", "REPO", "KilledFlinkJob", "engine_available", "require_engine", "run_cli", "skip_or_fail"]
@@ -59,7 +60,7 @@ def require_engine(name: str) -> str:
 
 
 def _cli(*args):
-    return [sys.executable, "-m", "pipelines.cli", *args]
+    return [sys.executable, "-m", "featurebridge.pipelines.cli", *args]
 
 
 def run_cli(*args, timeout=JOB_TIMEOUT_S):

@@ -48,7 +48,7 @@ class JobRun:
         return os.path.join(self.root, "data")
 
     def spec(self):
-        from transforms.spec import load_spec
+        from featurebridge.transforms.spec import load_spec
 
         return load_spec(os.path.join(self.data, "spec.yaml"))
 
@@ -63,7 +63,7 @@ class JobRun:
 def job_run(tmp_path_factory) -> JobRun:
     """Runs `featurebridge demo` small (DirectRunner), once per process."""
     if "run" not in _RUN:
-        from pipelines import demo
+        from featurebridge.pipelines import demo
 
         root = str(tmp_path_factory.mktemp("job") / "demo_output")
         # Clean data here: tests elsewhere count rows exactly (test_demo checks dirty rows).

@@ -234,8 +234,8 @@ def test_manifest_records_provenance(run):
 
 
 def test_rerun_gives_identical_constants_and_refuses_without_overwrite(run):
-    from pipelines import analyze
-    from transforms.outputs import OutputExistsError
+    from featurebridge.pipelines import analyze
+    from featurebridge.transforms.outputs import OutputExistsError
 
     result, _, _, tmp = run
     assets = os.path.join(result.output_dir, "transform_fn", "assets")
@@ -258,7 +258,7 @@ def test_rerun_gives_identical_constants_and_refuses_without_overwrite(run):
 
 
 def test_all_rows_rejected_is_an_error_and_leaves_no_output(tmp_path):
-    from transforms.analyze import EmptyDataError
+    from featurebridge.transforms.analyze import EmptyDataError
 
     with pytest.raises(Exception) as info:
         analyze_and_check(str(tmp_path), SPEC, "id,num,cnt,cat,text,y\nr1,bad,1,a,t,yes\nr2,1,1,a,t,\n", name="allbad")
@@ -277,7 +277,7 @@ def test_all_rows_rejected_is_an_error_and_leaves_no_output(tmp_path):
 @pytest.mark.parametrize("analyzer", ["auto", "tft"])
 def test_a_fill_of_a_column_with_no_values_is_an_error(tmp_path, analyzer):
     """Both analyzer paths: no silent NaN (plain TFT) and no silent 0.0 default."""
-    from transforms.analyze import EmptyDataError
+    from featurebridge.transforms.analyze import EmptyDataError
 
     spec = """
 columns:
@@ -340,7 +340,7 @@ def test_users_own_preprocessing_fn(tmp_path):
 
 
 def test_bad_preprocessing_fn_references_fail_before_the_pipeline(tmp_path):
-    from transforms.preprocessing import load_preprocessing_fn
+    from featurebridge.transforms.preprocessing import load_preprocessing_fn
 
     with pytest.raises(ValueError, match=r"must look like 'package.module:function'; got 'nocolon'"):
         load_preprocessing_fn("nocolon")

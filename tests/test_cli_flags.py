@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from pipelines import cli
-from pipelines.options import (
+from featurebridge.pipelines import cli
+from featurebridge.pipelines.options import (
     AnalyzeOptions,
     RunArgs,
     TrainArgs,

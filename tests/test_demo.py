@@ -11,7 +11,7 @@ from tests.job_helpers import EPOCHS, ROWS, job  # noqa: F401  (fixture)
 
 
 def test_sample_data_is_seeded_skewed_and_has_missing_values():
-    from pipelines.sample_data import generate_rows
+    from featurebridge.pipelines.sample_data import generate_rows
 
     a, b = generate_rows(3000, seed=3), generate_rows(3000, seed=3)
     assert a == b
@@ -28,8 +28,8 @@ def test_sample_data_is_seeded_skewed_and_has_missing_values():
 
 
 def test_sample_spec_matches_the_data(tmp_path):
-    from pipelines.sample_data import write_sample_data
-    from transforms.spec import load_spec
+    from featurebridge.pipelines.sample_data import write_sample_data
+    from featurebridge.transforms.spec import load_spec
 
     written = write_sample_data(str(tmp_path), 120, num_files=3)
     spec = load_spec(written["spec"])
@@ -67,8 +67,8 @@ def test_run_writes_every_stage_and_one_summary(job):
 
 @pytest.mark.slow
 def test_demo_refuses_to_replace_without_overwrite_or_others_files(job, tmp_path):
-    from pipelines import demo
-    from transforms.outputs import OutputExistsError
+    from featurebridge.pipelines import demo
+    from featurebridge.transforms.outputs import OutputExistsError
 
     with pytest.raises(OutputExistsError, match="Pass --overwrite"):
         demo.run(["--output", job.root])
@@ -79,7 +79,7 @@ def test_demo_refuses_to_replace_without_overwrite_or_others_files(job, tmp_path
 
 
 def test_cli_lists_the_commands_and_reports_usage_errors(tmp_path, capsys):
-    from pipelines import cli
+    from featurebridge.pipelines import cli
 
     assert cli.main(["--help"]) == 0
     listing = capsys.readouterr().out
@@ -94,9 +94,9 @@ def test_cli_lists_the_commands_and_reports_usage_errors(tmp_path, capsys):
 
 
 def test_dirty_sample_rows_are_rejected_with_their_reasons(tmp_path):
-    from pipelines.sample_data import write_sample_data
-    from transforms.io import read_file
-    from transforms.spec import load_spec
+    from featurebridge.pipelines.sample_data import write_sample_data
+    from featurebridge.transforms.io import read_file
+    from featurebridge.transforms.spec import load_spec
 
     written = write_sample_data(str(tmp_path), 400, num_files=2, seed=3, dirty_rows=10)
     assert sum(written["dirty_rows_per_file"]) == 10

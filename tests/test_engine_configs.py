@@ -21,9 +21,9 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from pipelines import engines
-from pipelines.engines import EngineError, engine_info, engine_session
-from pipelines.options import expand_runner_config
+from featurebridge.pipelines import engines
+from featurebridge.pipelines.engines import EngineError, engine_info, engine_session
+from featurebridge.pipelines.options import expand_runner_config
 from tests.engine_helpers import CONFIGS, REPO
 
 
@@ -130,9 +130,9 @@ def test_local_worker_pool_runs_for_the_session_only():
 def test_tft_traces_are_serialized_across_threads():
     """Flink and Spark run stages on several threads of one SDK worker; TFT's
     object tracker is one global that asserts no other trace is active."""
-    import transforms  # noqa: F401  (installs the serialization)
+    import featurebridge.transforms  # noqa: F401  (installs the serialization)
     from tensorflow_transform import annotators, impl_helper
-    from transforms import tft_concurrency
+    from featurebridge.transforms import tft_concurrency
 
     assert tft_concurrency.installed()
     assert impl_helper.trace_and_write_v2_saved_model.__name__ == "trace_and_write_v2_saved_model"

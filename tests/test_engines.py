@@ -26,7 +26,7 @@ from importlib import metadata
 
 import pytest
 
-from pipelines import engines
+from featurebridge.pipelines import engines
 from tests.engine_helpers import CONFIGS, require_engine, run_cli
 from tests.runner_helpers import (
     ROWS,

@@ -57,7 +57,7 @@ def xlang(server, portable_cluster, in_process, tmp_path_factory):
         write_jsonl(analyze["rejected"], str(tmp / "analyze_rejected.jsonl"), "ARej")
         transform = rows | "TransformFqn" >> ExternalTransform(
             FQN_URN,
-            ImplicitSchemaPayloadBuilder({"constructor": "transforms.xlang.TransformRows",
+            ImplicitSchemaPayloadBuilder({"constructor": "featurebridge.transforms.xlang.TransformRows",
                                           "kwargs": beam.Row(analyzed_dir=in_process["dir"])}),
             server.address,
         )
@@ -120,7 +120,7 @@ def test_the_client_used_discovery_and_staged_artifacts(xlang):
 
 @pytest.fixture(scope="module")
 def xlang_predictions(server, portable_cluster, job, tmp_path_factory):
-    from transforms.predict import load_serving_spec
+    from featurebridge.transforms.predict import load_serving_spec
 
     spec = load_serving_spec(job.model)
     rows, row_type = held_out_rows(job, spec)

@@ -37,8 +37,8 @@ from apache_beam.transforms.external import (
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from expansion_service.server import HEALTH_SLOTS
-from tests.portable_cluster import REPO_ROOT, worker_env
+from featurebridge.expansion_service.server import HEALTH_SLOTS
+from tests.repo import REPO_ROOT, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -344,7 +344,7 @@ def test_pickled_transform_urn_is_refused_without_unpickling(server, marker_dir)
     transform = ExternalTransform(PICKLED_URN, pickle.dumps(_Boom(marker)), server.address)
     message = _client_error(transform, server.address)
     assert "transform URN 'beam:transform:pickled_python:v1' is not accepted" in message
-    assert ANALYZE_ID in message and "transforms.xlang.TransformRows" in message
+    assert ANALYZE_ID in message and "featurebridge.transforms.xlang.TransformRows" in message
     assert not os.path.exists(marker)
 
 
@@ -355,10 +355,10 @@ def test_pickled_transform_urn_is_refused_without_unpickling(server, marker_dir)
         "__constructor__",
         "tensorflow_transform.analyzers.os.system",
         "os.system",
-        "transforms.xlang.os.system",
-        "transforms.xlang.AnalyzeAndTransformRows.__init__",
+        "featurebridge.transforms.xlang.os.system",
+        "featurebridge.transforms.xlang.AnalyzeAndTransformRows.__init__",
         "apache_beam.Map",
-        "transforms.xlang.*",
+        "featurebridge.transforms.xlang.*",
     ],
 )
 def test_fully_qualified_names_outside_the_allowlist_are_refused(server, constructor):
@@ -369,7 +369,7 @@ def test_fully_qualified_names_outside_the_allowlist_are_refused(server, constru
     )
     message = _client_error(transform, server.address)
     assert f"fully qualified name {constructor!r} is not allowed" in message
-    assert "transforms.xlang.AnalyzeAndTransformRows" in message
+    assert "featurebridge.transforms.xlang.AnalyzeAndTransformRows" in message
 
 
 def _marking_source(marker: str, value: str) -> str:
@@ -385,7 +385,7 @@ def _run_elsewhere(marker: str) -> List[str]:
     return [m for m in glob.glob(marker + ".*") if not m.endswith(f".{os.getpid()}")]
 
 
-@pytest.mark.parametrize("constructor", ["__callable__", "transforms.xlang.TransformRows"])
+@pytest.mark.parametrize("constructor", ["__callable__", "featurebridge.transforms.xlang.TransformRows"])
 def test_python_callable_payloads_are_refused_before_decoding(server, marker_dir, constructor):
     from apache_beam.utils.python_callable import PythonCallableWithSource
 

@@ -1,4 +1,4 @@
-"""The fast analyze path (transforms.fast_analyze) against plain TFT analyzers.
+"""The fast analyze path (featurebridge.transforms.fast_analyze) against plain TFT analyzers.
 
 One dataset, two real analyze runs (DirectRunner, real TFT): the default fast
 path and `--analyzer tft`. They must give the same constants (the
@@ -64,8 +64,8 @@ def runs(tmp_path_factory):
 
 
 def test_spec_takes_the_fast_path():
-    from transforms.fast_analyze import fast_path_unsupported
-    from transforms.spec import FeatureSpec
+    from featurebridge.transforms.fast_analyze import fast_path_unsupported
+    from featurebridge.transforms.spec import FeatureSpec
 
     assert fast_path_unsupported(FeatureSpec.from_text(SPEC)) is None
     median = FeatureSpec.from_text("columns:\n  - {name: a, type: float, missing: median, transforms: [zscore]}\n")
@@ -73,8 +73,8 @@ def test_spec_takes_the_fast_path():
 
 
 def test_fast_path_refuses_specs_it_does_not_cover():
-    from transforms.fast_analyze import build_fast_preprocessing_fn
-    from transforms.spec import FeatureSpec
+    from featurebridge.transforms.fast_analyze import build_fast_preprocessing_fn
+    from featurebridge.transforms.spec import FeatureSpec
 
     spec = FeatureSpec.from_text("columns:\n  - {name: a, type: string, transforms: [{type: tfidf, vocab_size: 5}]}\n")
     with pytest.raises(ValueError, match="does not cover this spec: transform 'tfidf'"):

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from transforms.io import InputError, ReadRawData, infer_format, match_files, read_file
-from transforms.spec import FeatureSpec
+from featurebridge.transforms.io import InputError, ReadRawData, infer_format, match_files, read_file
+from featurebridge.transforms.spec import FeatureSpec
 
 SPEC = FeatureSpec.from_text(
     """

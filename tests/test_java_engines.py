@@ -30,11 +30,12 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from pipelines import engines
-from pipelines.engines import log_tail, stop_process_group
+from featurebridge.pipelines import engines
+from featurebridge.pipelines.engines import log_tail, stop_process_group
 from tests.engine_helpers import skip_or_fail
 from tests.job_helpers import job  # noqa: F401  (fixture: the shared demo run with a model)
-from tests.portable_cluster import REPO_ROOT, free_port, wait_for_port, worker_env
+from featurebridge.pipelines.local_cluster import free_port, wait_for_port
+from tests.repo import REPO_ROOT, worker_env
 from tests.test_expansion_service import ANALYZE_ID, PREDICT_ID, SPEC, TRANSFORM_ID, start_server
 from tests.xlang_helpers import (  # noqa: F401  (in_process: fixture)
     assert_close,
@@ -237,7 +238,7 @@ def _capture(fn, *args):
 def _write_inputs(tmp, in_process_run, job_run) -> Dict[str, str]:
     """The rows and specs the Java pipeline reads: the same rows the in-process
     reference used, and the demo's held-out rows for its model."""
-    from transforms.predict import load_serving_spec
+    from featurebridge.transforms.predict import load_serving_spec
 
     (tmp / "spec.yaml").write_text(SPEC)
     with open(tmp / "rows.jsonl", "w", encoding="utf-8") as f:
@@ -348,7 +349,7 @@ def test_transform_via_python_class_equals_in_process(java_engines, in_process):
 
 
 def test_predict_via_python_class_equals_the_demo(java_engines, job):
-    from transforms.predict import load_serving_spec
+    from featurebridge.transforms.predict import load_serving_spec
 
     run = _run_of(java_engines, "flink")
     key = load_serving_spec(job.model).key

@@ -32,7 +32,7 @@ def _analyzed(tmp_path, labels, kind, label_type, positive=None):
 
 
 def test_binary_string_label_whose_positive_value_matches_no_row(tmp_path):
-    from transforms.train import TrainingError, train_model
+    from featurebridge.transforms.train import TrainingError, train_model
 
     analyzed = _analyzed(tmp_path, ["yes" if i % 3 else "no" for i in range(ROWS)], "binary", "string", "Yes")
     with pytest.raises(TrainingError) as e:
@@ -46,8 +46,8 @@ def test_binary_string_label_whose_positive_value_matches_no_row(tmp_path):
 
 
 def test_constant_int_binary_label_is_refused_before_training(tmp_path):
-    from pipelines import train
-    from transforms.train import TrainingError
+    from featurebridge.pipelines import train
+    from featurebridge.transforms.train import TrainingError
 
     analyzed = _analyzed(tmp_path, [1] * ROWS, "binary", "int")
     with pytest.raises(TrainingError, match=r"label column y: all \d+ training rows have the same label, 1, "
@@ -57,11 +57,11 @@ def test_constant_int_binary_label_is_refused_before_training(tmp_path):
 
 
 def test_multiclass_int_label_numbered_from_one_trains_with_a_warning(tmp_path, caplog):
-    from pipelines import train
+    from featurebridge.pipelines import train
 
     analyzed = _analyzed(tmp_path, [1 + i % 3 for i in range(ROWS)], "multiclass", "int")
     model = tmp_path / "model"
-    with caplog.at_level(logging.WARNING, logger="transforms.train"):
+    with caplog.at_level(logging.WARNING, logger="featurebridge.transforms.train"):
         manifest = train.run(["--analyzed", analyzed, "--output", str(model), "--epochs", "1", "--model", "linear"])
     logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "label column y" in r.getMessage()]
     assert len(logged) == 1

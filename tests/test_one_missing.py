@@ -155,7 +155,7 @@ def _raw_tensors() -> dict:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from pipelines import analyze, train
+    from featurebridge.pipelines import analyze, train
 
     root = tmp_path_factory.mktemp("one_missing")
     with open(root / "spec.yaml", "w") as f:
@@ -173,10 +173,10 @@ def paths_results(trained):
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from pipelines import predict
-    from transforms import io as fb_io
-    from transforms.predict import load_serving_spec
-    from transforms.xlang import _sparse_inputs
+    from featurebridge.pipelines import predict
+    from featurebridge.transforms import io as fb_io
+    from featurebridge.transforms.predict import load_serving_spec
+    from featurebridge.transforms.xlang import _sparse_inputs
 
     root, _ = trained
     probes = root / "probes"
@@ -241,7 +241,7 @@ def test_every_path_gives_the_same_predictions(paths_results):
 def test_missing_values_get_the_fill_not_a_value_of_their_own(paths_results):
     features, _, _, tft_output = paths_results
     got = features["transform_features"]
-    from transforms.constants import read_vocabulary
+    from featurebridge.transforms.constants import read_vocabulary
 
     def vocabulary(name):
         return [e["value"] for e in read_vocabulary(tft_output.vocabulary_file_by_name(name))]
@@ -276,8 +276,8 @@ def test_analyze_reads_header_names_bools_and_timestamps(trained):
 def test_drop_missing_is_the_readers_rule_in_graph_ops():
     import tensorflow as tf
 
-    from transforms.preprocessing import drop_missing
-    from transforms.spec import FeatureSpec
+    from featurebridge.transforms.preprocessing import drop_missing
+    from featurebridge.transforms.spec import FeatureSpec
 
     spec = FeatureSpec.from_text(
         "input: {skip_initial_space: true}\n"

@@ -42,8 +42,8 @@ def test_job_predicted_every_held_out_row_with_its_key(job):
 def test_predict_cli_rejects_unusable_rows_and_matches_serving(job, tmp_path):
     import tensorflow as tf
 
-    from pipelines import predict as predict_job
-    from transforms.export import rows_to_examples
+    from featurebridge.pipelines import predict as predict_job
+    from featurebridge.transforms.export import rows_to_examples
 
     data = tmp_path / "new.csv"
     data.write_text(_HEADER + "".join(_ROWS))
@@ -81,8 +81,8 @@ def test_predict_ptransform_on_record_batches(job, tmp_path):
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
 
-    from transforms import io as fb_io
-    from transforms.predict import Predict, prediction_fields
+    from featurebridge.transforms import io as fb_io
+    from featurebridge.transforms.predict import Predict, prediction_fields
 
     predict = Predict(job.model, max_batch_size=2)
     assert [n for n, _ in prediction_fields(job.model)] == [
@@ -102,9 +102,9 @@ def test_predict_ptransform_on_record_batches(job, tmp_path):
 
 
 def test_predict_errors_say_what_to_do(job, tmp_path):
-    from pipelines import predict as predict_job
-    from transforms.outputs import OutputExistsError
-    from transforms.predict import ModelDirError, Predict
+    from featurebridge.pipelines import predict as predict_job
+    from featurebridge.transforms.outputs import OutputExistsError
+    from featurebridge.transforms.predict import ModelDirError, Predict
 
     with pytest.raises(ModelDirError, match="is not a featurebridge model.*--output of `featurebridge train`"):
         Predict(str(tmp_path))

@@ -27,10 +27,10 @@ from apache_beam.options.pipeline_options import (
 )
 from apache_beam.transforms.environments import DockerEnvironment
 
-from pipelines import analyze
-from pipelines.options import RunnerConfigError, expand_runner_config, load_runner_config
-from tests.portable_cluster import portable_cluster as start_cluster
-from tests.portable_cluster import worker_env
+from featurebridge.pipelines import analyze
+from featurebridge.pipelines.options import RunnerConfigError, expand_runner_config, load_runner_config
+from featurebridge.pipelines.local_cluster import portable_cluster as start_cluster
+from tests.repo import worker_env
 from tests.runner_helpers import (
     ROWS,
     analyze_argv as _argv,
@@ -48,9 +48,9 @@ def killed_run(data):
     """A portable analyze run (CLI, subprocess) whose worker pool is killed once an
     SDK harness is running the job; on its own cluster."""
     out = data / "out_portable"
-    with start_cluster(str(data / "killed_cluster")) as cluster:
+    with start_cluster(str(data / "killed_cluster"), env={"PYTHONPATH": REPO}) as cluster:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", "analyze", *_argv(data, out, *cluster.pipeline_flags())],
+            [sys.executable, "-m", "featurebridge.pipelines.cli", "analyze", *_argv(data, out, *cluster.pipeline_flags())],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -163,7 +163,7 @@ def test_harness_dying_in_a_bundle_without_outputs_fails_the_job(tmp_path):
     has no data output, so only its control response is awaited): the test
     cluster's job server (tests/job_server_main.py) fails the job instead, as
     Flink and Spark do, so the worker-death test above cannot hang."""
-    with start_cluster(str(tmp_path / "cluster")) as cluster:
+    with start_cluster(str(tmp_path / "cluster"), env={"PYTHONPATH": REPO}) as cluster:
         pipeline = beam.Pipeline(options=PipelineOptions(cluster.pipeline_flags()))
         _ = pipeline | beam.Create([1]) | beam.Map(_kill_this_sdk_harness)
         with pytest.raises(RuntimeError, match=r"failed in state FAILED"):
@@ -325,7 +325,7 @@ def test_missing_runner_config_names_the_file(tmp_path, data):
 def wheel(tmp_path_factory):
     """`pip wheel --no-deps .` of a clean copy of the project (what a worker installs)."""
     src = tmp_path_factory.mktemp("src")
-    for item in ("setup.py", "transforms", "pipelines", "expansion_service"):
+    for item in ("setup.py", "transforms", "pipelines", "expansion_service", "runner_configs"):
         path = os.path.join(REPO, item)
         if os.path.isdir(path):
             shutil.copytree(path, src / item, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -345,11 +345,13 @@ def test_wheel_has_the_packages_and_console_script(wheel):
         names = z.namelist()
         entry_points = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
         metadata = z.read(next(n for n in names if n.endswith("METADATA"))).decode()
-    for member in ("transforms/__init__.py", "transforms/analyze.py", "pipelines/cli.py", "pipelines/analyze.py",
-                   "expansion_service/__init__.py"):
+    for member in ("featurebridge/transforms/__init__.py", "featurebridge/transforms/analyze.py",
+                   "featurebridge/pipelines/cli.py", "featurebridge/pipelines/analyze.py",
+                   "featurebridge/expansion_service/__init__.py", "featurebridge/runner_configs/direct.yaml",
+                   "featurebridge/runner_configs/flink-local.yaml"):
         assert member in names, member
-    assert not any(n.startswith("tests/") for n in names)
-    assert re.search(r"^featurebridge\s*=\s*pipelines\.cli:main$", entry_points, re.M), entry_points
+    assert not any(n.startswith(("tests/", "transforms/", "pipelines/", "expansion_service/")) for n in names)
+    assert re.search(r"^featurebridge\s*=\s*featurebridge\.pipelines\.cli:main$", entry_points, re.M), entry_points
     assert re.search(rf"^Requires-Dist: apache-beam\[gcp\].*2\.{beam.__version__.split('.')[1]}", metadata, re.M)
     assert re.search(r"^Requires-Python: .*>=3\.11", metadata, re.M), metadata
 
@@ -367,9 +369,9 @@ def test_installed_wheel_runs_outside_the_checkout(wheel, tmp_path):
     env = dict(worker_env(), PYTHONPATH=os.pathsep.join([str(target), site_packages]))
     # -S: no site-packages .pth files, so the editable install of the checkout is not seen.
     code = (
-        "import sys, pipelines.cli, transforms, expansion_service;"
-        f"assert pipelines.cli.__file__.startswith({str(target)!r}), pipelines.cli.__file__;"
-        "sys.exit(pipelines.cli.main(['analyze', '--help']))"
+        "import sys, featurebridge, featurebridge.pipelines.cli, featurebridge.transforms, featurebridge.expansion_service;"
+        f"assert featurebridge.pipelines.cli.__file__.startswith({str(target)!r}), featurebridge.pipelines.cli.__file__;"
+        "sys.exit(featurebridge.pipelines.cli.main(['analyze', '--help']))"
     )
     result = subprocess.run([sys.executable, "-S", "-c", code], env=env, cwd=tmp_path, capture_output=True,
                             text=True, timeout=120)
@@ -389,7 +391,7 @@ def test_pinned_environment_is_consistent():
 
 @pytest.mark.slow
 def test_portable_predict_equals_direct(direct_predictions, portable_cluster, data):
-    from pipelines import predict
+    from featurebridge.pipelines import predict
 
     model, direct = direct_predictions
     base = ["--model", str(model), "--input", str(data / "d.csv")]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from transforms.spec import FeatureSpec, SpecError, load_spec
+from featurebridge.transforms.spec import FeatureSpec, SpecError, load_spec
 
 GOOD = """
 key: id
@@ -137,7 +137,7 @@ def test_new_fields_say_what_is_wrong(text, message):
 
 
 def test_constants_show_vocabulary_values_with_their_spaces(tmp_path):
-    from transforms.constants import read_vocabulary
+    from featurebridge.transforms.constants import read_vocabulary
 
     path = tmp_path / "vocab"
     path.write_bytes(b"3 New__SPACE__York\n1 Oslo\n")

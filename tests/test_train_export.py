@@ -13,7 +13,7 @@ import pytest
 
 from tests.analyze_helpers import read_transformed
 from tests.job_helpers import job, run_fresh_process  # noqa: F401  (fixture)
-from transforms.spec import SPLIT_FEATURE
+from featurebridge.transforms.spec import SPLIT_FEATURE
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +21,8 @@ pytestmark = pytest.mark.slow
 def _raw_rows(job):
     """Every used row of the analyzed (training) files, as serialized raw
     tf.Examples and as dense columns for serving_raw, in file order."""
-    from transforms import io as fb_io
-    from transforms.export import batch_to_examples, raw_signature_columns
+    from featurebridge.transforms import io as fb_io
+    from featurebridge.transforms.export import batch_to_examples, raw_signature_columns
 
     spec = job.spec()
     examples, dense = [], defaultdict(list)
@@ -68,7 +68,7 @@ def test_metrics_compare_with_a_baseline(job):
 
 
 def test_model_manifest_records_provenance(job):
-    from transforms.provenance import directory_digests
+    from featurebridge.transforms.provenance import directory_digests
 
     with open(os.path.join(job.model, "manifest.json")) as f:
         manifest = json.load(f)
@@ -157,7 +157,7 @@ def test_beam_and_serving_agree_on_features_and_predictions(job, served):
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from transforms.train import make_dataset, transformed_files
+    from featurebridge.transforms.train import make_dataset, transformed_files
 
     examples, outputs, _ = served
     feature_spec = tft.TFTransformOutput(job.analyzed).transformed_feature_spec()
@@ -192,7 +192,7 @@ def test_beam_and_serving_agree_on_features_and_predictions(job, served):
 
 
 def test_describe_features_reads_sizes_from_spec_vocabularies_and_schema(job):
-    from transforms.train import describe_features, load_analyzed
+    from featurebridge.transforms.train import describe_features, load_analyzed
 
     tft_output, spec = load_analyzed(job.analyzed)
     infos = {f.name: f for f in describe_features(tft_output, spec)}
@@ -207,7 +207,7 @@ def test_describe_features_reads_sizes_from_spec_vocabularies_and_schema(job):
 
 
 def test_linear_model_trains_in_process_with_a_deterministic_split(job):
-    from transforms.train import train_model
+    from featurebridge.transforms.train import train_model
 
     first = train_model(job.analyzed, "linear", epochs=1, batch_size=64)
     second = train_model(job.analyzed, "linear", epochs=1, batch_size=64)
@@ -219,10 +219,10 @@ def test_linear_model_trains_in_process_with_a_deterministic_split(job):
 
 
 def test_train_errors_say_what_to_do(job, tmp_path):
-    from pipelines import train as train_job
-    from pipelines.options import RunnerConfigError
-    from transforms.outputs import OutputExistsError
-    from transforms.train import TrainingError, train_model
+    from featurebridge.pipelines import train as train_job
+    from featurebridge.pipelines.options import RunnerConfigError
+    from featurebridge.transforms.outputs import OutputExistsError
+    from featurebridge.transforms.train import TrainingError, train_model
 
     with pytest.raises(TrainingError, match="is not an analyze output.*Run `featurebridge analyze` first"):
         train_model(str(tmp_path))
@@ -267,7 +267,7 @@ def _kind_rows(kind: str, n: int = 900, seed: int = 5):
 def test_other_label_kinds_train_beat_the_baseline_and_serve(tmp_path, kind, label_type, model):
     import tensorflow as tf
 
-    from pipelines import analyze, train
+    from featurebridge.pipelines import analyze, train
 
     (tmp_path / "d.csv").write_text(_kind_rows(kind))
     (tmp_path / "spec.yaml").write_text(_KIND_SPEC.format(kind=kind, label_type=label_type))
@@ -312,7 +312,7 @@ def test_other_label_kinds_train_beat_the_baseline_and_serve(tmp_path, kind, lab
 def _label_vocabulary(analyzed):
     import tensorflow_transform as tft
 
-    from transforms.preprocessing import label_vocabulary_name
+    from featurebridge.transforms.preprocessing import label_vocabulary_name
 
     # Stored with frequencies ("300 high"): the label's class ids need the counts kept.
     entries = tft.TFTransformOutput(str(analyzed)).vocabulary_by_name(label_vocabulary_name("y"))

@@ -105,7 +105,7 @@ def in_process_run(tmp_path_factory) -> dict:
     """The stages run in process on the DirectRunner, once per test process:
     {"dir": the analyze output, "output": transformed rows, "rejected": rejected rows}."""
     if "run" not in _RUN:
-        from transforms.xlang import AnalyzeAndTransformRows
+        from featurebridge.transforms.xlang import AnalyzeAndTransformRows
 
         tmp = tmp_path_factory.mktemp("in_process")
         analyzed = str(tmp / "analyzed")

@@ -3,7 +3,7 @@
 Runs TFT on its Arrow path (RecordBatches + TensorAdapterConfig), writes the
 transform_fn and transformed metadata, the transformed examples as gzip
 TFRecord shards, and a small constants transform_fn from which constants.json
-is read (see `transforms.constants`).
+is read (see `featurebridge.transforms.constants`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
-from transforms import io as fb_io
-from transforms.fast_analyze import CONSTANTS_JSON, build_fast_preprocessing_fn, fast_path_unsupported
-from transforms.preprocessing import build_constants_fn, build_preprocessing_fn, raw_feature_spec, with_shared_rules
-from transforms.spec import FeatureSpec
+from featurebridge.transforms import io as fb_io
+from featurebridge.transforms.errors import CountMismatchError, EmptyDataError
+from featurebridge.transforms.fast_analyze import CONSTANTS_JSON, build_fast_preprocessing_fn, fast_path_unsupported
+from featurebridge.transforms.preprocessing import build_constants_fn, build_preprocessing_fn, raw_feature_spec, with_shared_rules
+from featurebridge.transforms.spec import FeatureSpec
 
 __all__ = [
     "AnalyzeAndTransform",
@@ -54,14 +55,14 @@ def tensor_adapter_config(spec: FeatureSpec) -> tensor_adapter.TensorAdapterConf
 class AnalyzeAndTransform(beam.PTransform):
     """Analyzes RecordBatches with TFT and writes the artifacts under `output_dir`.
 
-    Input: a PCollection of pa.RecordBatch in `transforms.io.arrow_schema_for(spec)`.
+    Input: a PCollection of pa.RecordBatch in `featurebridge.transforms.io.arrow_schema_for(spec)`.
     Output: {"transformed_rows": PCollection with one int, the number of
     transformed examples; "written": [PCollections that complete when each
     artifact is written]} (use them as side inputs to run after the writes).
 
     Writes ``transform_fn/``, ``transformed_metadata/``, ``transformed/part-*.tfrecord.gz``
     and, when a spec is given, ``_constants_fn/`` (read by
-    `transforms.constants.write_constants`, then removed by the caller).
+    `featurebridge.transforms.constants.write_constants`, then removed by the caller).
 
     Args:
       spec: the feature spec the batches follow.
@@ -73,7 +74,7 @@ class AnalyzeAndTransform(beam.PTransform):
         second read of the same files) for the transform phase. Without it the
         runner must keep every input batch until analysis completes, so peak
         memory grows with the input.
-      analyzer: "auto" (the fast one-pass analyzer of transforms.fast_analyze
+      analyzer: "auto" (the fast one-pass analyzer of featurebridge.transforms.fast_analyze
         where the spec allows it, else plain TFT analyzers) or "tft" (always
         plain TFT analyzers). Both give the same transform_fn up to float
         rounding and the quantile sketch's bound.
@@ -101,7 +102,7 @@ class AnalyzeAndTransform(beam.PTransform):
     def expand(self, batches):
         config = tensor_adapter_config(self._spec)
         # Issue 6: when the spec allows it, one vectorised analyzer in one phase
-        # (transforms.fast_analyze) replaces TFT's per-analyzer combines, and it
+        # (featurebridge.transforms.fast_analyze) replaces TFT's per-analyzer combines, and it
         # also writes the constants, so the second AnalyzeConstants pass is skipped.
         # analyzer="tft" forces the plain path (benchmarks and tests compare both).
         fast = (
@@ -241,12 +242,6 @@ class _WriteExampleShards(beam.PTransform):
         return sum(rows for _, rows in shards)
 
 
-class EmptyDataError(ValueError):
-    """No usable rows: analyzing would bake meaningless default constants."""
-
-
-class CountMismatchError(RuntimeError):
-    """Rows read != rows used + rows rejected: something was lost."""
 
 
 REJECTED_DIR = "rejected"
@@ -348,8 +343,8 @@ class _Finalize(beam.DoFn):
     def process(self, _, stats, used_rows, rejected_rows, transformed_rows, written, **artifacts_written):
         import shutil
 
-        from transforms import constants as fb_constants
-        from transforms import provenance
+        from featurebridge.transforms import constants as fb_constants
+        from featurebridge.transforms import provenance
 
         spec = FeatureSpec.from_text(self._spec_json)
         totals, per_file = _sum_stats(stats)

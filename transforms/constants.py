@@ -16,9 +16,9 @@ from typing import Dict, List, Optional
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from transforms.analyze import CONSTANTS_FN_DIR
-from transforms.preprocessing import CONSTANTS_PREFIX, fill_vocabulary_name, label_vocabulary_name
-from transforms.spec import FeatureSpec
+from featurebridge.transforms.analyze import CONSTANTS_FN_DIR
+from featurebridge.transforms.preprocessing import CONSTANTS_PREFIX, fill_vocabulary_name, label_vocabulary_name
+from featurebridge.transforms.spec import FeatureSpec
 
 __all__ = ["compute_constants", "read_vocabulary"]
 
@@ -59,7 +59,7 @@ def read_vocabulary(
 
 
 def _evaluate_constants(constants_dir: str, spec: FeatureSpec) -> Dict[str, List[float]]:
-    # The fast analyze path (transforms.fast_analyze) writes the same values,
+    # The fast analyze path (featurebridge.transforms.fast_analyze) writes the same values,
     # keyed the same way, as JSON instead of a constants transform_fn.
     fast = os.path.join(constants_dir, "constants.json")
     if os.path.exists(fast):

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import tensorflow as tf
 
-from transforms.spec import BOOL_SPELLINGS, FeatureSpec
+from featurebridge.transforms.spec import BOOL_SPELLINGS, FeatureSpec
 
 __all__ = ["batch_to_examples", "rows_to_examples", "serving_columns"]
 

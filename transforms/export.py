@@ -16,7 +16,7 @@ feature, a NaN float, an empty or blank string or one of the column's null
 markers is filled by the column's policy. The rule lives in the transform
 graph itself (`preprocessing.drop_missing`), so TF Serving applies it too.
 
-Prediction outputs: see `transforms.train.outputs_from_logits`.
+Prediction outputs: see `featurebridge.transforms.train.outputs_from_logits`.
 
 The TFT layer is kept as an attribute of the exported module so that its
 vocabulary assets and tables are saved (without it: "Table not initialized"
@@ -33,10 +33,10 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from transforms.examples import batch_to_examples, rows_to_examples, serving_columns
-from transforms.preprocessing import raw_feature_spec
-from transforms.spec import SPLIT_FEATURE, FeatureSpec
-from transforms.train import FeatureInfo, Head, outputs_from_logits
+from featurebridge.transforms.examples import batch_to_examples, rows_to_examples, serving_columns
+from featurebridge.transforms.preprocessing import raw_feature_spec
+from featurebridge.transforms.spec import SPLIT_FEATURE, FeatureSpec
+from featurebridge.transforms.train import FeatureInfo, Head, outputs_from_logits
 
 __all__ = [
     "EXAMPLES_INPUT",

@@ -18,7 +18,7 @@ with TFT's own mapping code (`tft.apply_buckets`, TFT's vocabulary lookup and
 its file format), so the transform_fn loads with `tft.TFTransformOutput`, and
 its outputs equal plain TFT's up to float rounding and the quantile sketch's
 error bound. The same combine writes ``_constants_fn/constants.json`` for
-`transforms.constants`, so no second analysis pass is needed.
+`featurebridge.transforms.constants`, so no second analysis pass is needed.
 
 Min/max scaling (scale_0_1, min_max) takes min and max from the same combine
 and applies TFT's formula. Specs using anything else (median / most-frequent
@@ -43,12 +43,12 @@ from tensorflow_transform import analyzers as tft_analyzers
 from tensorflow_transform import mappers as tft_mappers
 from tensorflow_transform import tf_utils
 
-from transforms import preprocessing as fb_pre
-from transforms.spec import TIMESTAMP_PARTS, FeatureSpec
+from featurebridge.transforms import preprocessing as fb_pre
+from featurebridge.transforms.spec import TIMESTAMP_PARTS, FeatureSpec
 
 __all__ = ["CONSTANTS_JSON", "build_fast_preprocessing_fn", "fast_path_unsupported"]
 
-CONSTANTS_JSON = "constants.json"  # inside CONSTANTS_FN_DIR, read by transforms.constants
+CONSTANTS_JSON = "constants.json"  # inside CONSTANTS_FN_DIR, read by featurebridge.transforms.constants
 _NO_ANALYZER = ("hash", "log1p", "clip", "identity", *TIMESTAMP_PARTS)
 _FAST_ANALYZER = ("zscore", "bucketize", "vocabulary", "scale_0_1", "min_max")
 _MIN_MAX = ("scale_0_1", "min_max")

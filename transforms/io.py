@@ -7,7 +7,7 @@ cell, an empty list for a missing one (the missing-value policy then fills it
 inside the TF graph, where serving applies the same rule). Missing means: an
 absent value, a null, a float NaN, an empty or blank cell, or one of the
 column's null markers (``NA``, ``N/A``, ``null``, ``None``... by default; see
-transforms.spec), the same rule `preprocessing.drop_missing` applies in the
+featurebridge.transforms.spec), the same rule `preprocessing.drop_missing` applies in the
 graph. Rows are never dropped silently: a row is either in a batch or in the
 rejected output, and per-file statistics let the caller check
 ``read == used + rejected``. Blank lines of CSV and JSON lines files are not
@@ -31,7 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.spec import BOOL_SPELLINGS, TIMESTAMP_PATTERN, Column, FeatureSpec, InputFormat
+from featurebridge.transforms.errors import InputError
+from featurebridge.transforms.spec import BOOL_SPELLINGS, TIMESTAMP_PATTERN, Column, FeatureSpec, InputFormat
 
 __all__ = [
     "FORMATS",
@@ -69,9 +70,6 @@ ROW_COLUMN = "__row__"
 
 _ARROW_VALUE_TYPES = {"float": pa.float32(), "int": pa.int64(), "string": pa.large_binary()}
 
-
-class InputError(ValueError):
-    """Input files cannot be read at all (missing, wrong format, missing column)."""
 
 
 @dataclasses.dataclass(frozen=True)

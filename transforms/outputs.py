@@ -9,13 +9,12 @@ import os
 import shutil
 import uuid
 
+from featurebridge.transforms.errors import OutputExistsError
+
 __all__ = ["OutputExistsError", "StagedOutput"]
 
 _LOG = logging.getLogger(__name__)
 
-
-class OutputExistsError(FileExistsError):
-    """The output directory exists and overwriting was not asked for."""
 
 
 class StagedOutput:

@@ -24,8 +24,9 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
-from transforms.io import ROW_COLUMN, SOURCE_COLUMN
-from transforms.spec import FeatureSpec
+from featurebridge.transforms.errors import ModelDirError
+from featurebridge.transforms.io import ROW_COLUMN, SOURCE_COLUMN
+from featurebridge.transforms.spec import FeatureSpec
 
 __all__ = [
     "ModelDirError",
@@ -39,15 +40,12 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 
-# Mirrors transforms.export (not imported: that module imports TFT, which
+# Mirrors featurebridge.transforms.export (not imported: that module imports TFT, which
 # workers running predictions do not need).
 _SIGNATURE_DEFAULT = "serving_default"
 _EXAMPLES_INPUT = "examples"
 _SERVING_INFO_FILE = os.path.join("assets.extra", "featurebridge.json")
 
-
-class ModelDirError(ValueError):
-    """A path is not a featurebridge model (MODEL/ or MODEL/serving/)."""
 
 
 def serving_dir(model_dir: str) -> str:
@@ -167,7 +165,7 @@ class _ToKeyedExamples(beam.DoFn):
         self._spec = FeatureSpec.from_text(self._spec_json)
 
     def process(self, batch):
-        from transforms.examples import batch_to_examples
+        from featurebridge.transforms.examples import batch_to_examples
 
         spec = self._spec
         names = batch.schema.names

@@ -24,7 +24,7 @@ from typing import Callable, Dict, Mapping
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from transforms.spec import SPLIT_FEATURE, TIMESTAMP_PARTS, TIMESTAMP_PATTERN, Column, Cross, FeatureSpec, Transform
+from featurebridge.transforms.spec import SPLIT_FEATURE, TIMESTAMP_PARTS, TIMESTAMP_PATTERN, Column, Cross, FeatureSpec, Transform
 
 __all__ = [
     "CONSTANTS_PREFIX",

@@ -39,6 +39,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
+from featurebridge.transforms.errors import SpecError
+
 __all__ = [
     "BOOL_SPELLINGS",
     "COLUMN_TYPES",
@@ -160,9 +162,6 @@ def safe_name(text: str) -> str:
     name = re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_") or "column"
     return name if not name[0].isdigit() else f"c_{name}"
 
-
-class SpecError(ValueError):
-    """A feature spec is invalid. The message names the column and the field."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,8 +19,9 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from transforms.preprocessing import label_vocabulary_name
-from transforms.spec import SPLIT_FEATURE, FeatureSpec
+from featurebridge.transforms.errors import TrainingError
+from featurebridge.transforms.preprocessing import label_vocabulary_name
+from featurebridge.transforms.spec import SPLIT_FEATURE, FeatureSpec
 
 __all__ = [
     "FeatureInfo",
@@ -45,9 +46,6 @@ MODEL_TYPES = ("linear", "dnn", "wide_and_deep")
 # A string feature that reaches the model untransformed is hashed into this many buckets.
 _STRING_HASH_BUCKETS = 1000
 
-
-class TrainingError(ValueError):
-    """The analyzed data cannot be trained on (no label, no rows, bad options)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ expansion side: a bad spec or path fails the ``Expand`` call, not a worker.
 
 Input Rows carry the spec's raw columns by name (other fields are ignored);
 every field may be null, which means a missing value. Rows are converted to
-Arrow RecordBatches with the file readers' rules (`transforms.io.table_to_batch`),
+Arrow RecordBatches with the file readers' rules (`featurebridge.transforms.io.table_to_batch`),
 so the same values are rejected for the same reasons.
 """
 
@@ -31,8 +31,8 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.typehints.row_type import RowTypeConstraint
 
-from transforms import io as fb_io
-from transforms.spec import SPLIT_FEATURE, TIMESTAMP_PARTS, FeatureSpec, SpecError
+from featurebridge.transforms import io as fb_io
+from featurebridge.transforms.spec import SPLIT_FEATURE, TIMESTAMP_PARTS, FeatureSpec, SpecError
 
 __all__ = [
     "AnalyzeAndTransformRows",
@@ -390,7 +390,7 @@ class AnalyzeAndTransformRows(beam.PTransform):
 
     def __init__(self, spec: str, output_dir: str, batch_size: int = DEFAULT_BATCH_SIZE):
         super().__init__()
-        from transforms.outputs import OutputExistsError
+        from featurebridge.transforms.outputs import OutputExistsError
 
         self._spec = _parse_spec(spec)
         self._output_dir = _local_dir(output_dir, "output_dir")
@@ -408,8 +408,8 @@ class AnalyzeAndTransformRows(beam.PTransform):
         self.output_type = RowTypeConstraint.from_fields(self._fields)
 
     def expand(self, rows):
-        from transforms import provenance
-        from transforms.analyze import AnalyzeToDirectory
+        from featurebridge.transforms import provenance
+        from featurebridge.transforms.analyze import AnalyzeToDirectory
 
         columns = self._spec.column_names
         _check_input_fields(rows, columns, "AnalyzeAndTransformRows")
@@ -530,7 +530,7 @@ def _prediction_row(fields: Sequence[str]):
 
 
 class PredictRows(beam.PTransform):
-    """Raw Rows -> Rows with the serving model's predictions (`transforms.predict.Predict`).
+    """Raw Rows -> Rows with the serving model's predictions (`featurebridge.transforms.predict.Predict`).
 
     Input: Rows with one field per raw column of the model's spec (the label is
     not needed; extra fields are ignored). Null or empty values are missing and
@@ -553,7 +553,7 @@ class PredictRows(beam.PTransform):
 
     def __init__(self, model_dir: str, batch_size: int = DEFAULT_BATCH_SIZE):
         super().__init__()
-        from transforms.predict import load_serving_spec, prediction_fields
+        from featurebridge.transforms.predict import load_serving_spec, prediction_fields
 
         self._dir = _local_dir(model_dir, "model_dir")
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -570,7 +570,7 @@ class PredictRows(beam.PTransform):
         self.output_type = RowTypeConstraint.from_fields(typed)
 
     def expand(self, rows):
-        from transforms.predict import Predict
+        from featurebridge.transforms.predict import Predict
 
         columns = self._spec.column_names
         _check_input_fields(rows, columns, "PredictRows")
@@ -586,7 +586,7 @@ class PredictRows(beam.PTransform):
 
 # Fully-qualified names a Java PythonExternalTransform may construct.
 XLANG_CLASSES = {
-    "transforms.xlang.AnalyzeAndTransformRows": AnalyzeAndTransformRows,
-    "transforms.xlang.TransformRows": TransformRows,
-    "transforms.xlang.PredictRows": PredictRows,
+    "featurebridge.transforms.xlang.AnalyzeAndTransformRows": AnalyzeAndTransformRows,
+    "featurebridge.transforms.xlang.TransformRows": TransformRows,
+    "featurebridge.transforms.xlang.PredictRows": PredictRows,
 }

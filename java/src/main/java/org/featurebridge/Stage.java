@@ -12,17 +12,17 @@ public enum Stage {
   /** One full analyze pass, then the new transform_fn applied; config {@code spec, output_dir}. */
   ANALYZE_AND_TRANSFORM(
       "beam:schematransform:org.featurebridge:analyze_and_transform:v1",
-      "transforms.xlang.AnalyzeAndTransformRows",
+      "featurebridge.transforms.xlang.AnalyzeAndTransformRows",
       List.of("spec", "output_dir")),
   /** An existing transform_fn applied to raw Rows; config {@code analyzed_dir}. */
   TRANSFORM(
       "beam:schematransform:org.featurebridge:transform:v1",
-      "transforms.xlang.TransformRows",
+      "featurebridge.transforms.xlang.TransformRows",
       List.of("analyzed_dir")),
   /** The exported serving model run on raw Rows; config {@code model_dir}. */
   PREDICT(
       "beam:schematransform:org.featurebridge:predict:v1",
-      "transforms.xlang.PredictRows",
+      "featurebridge.transforms.xlang.PredictRows",
       List.of("model_dir"));
 
   /** The input tag every stage's SchemaTransform declares. */

@@ -32,7 +32,7 @@ public class FeatureBridgeTest {
     assertEquals(Map.of("model_dir", "/m"), FeatureBridge.predict("/m").getConfig());
     for (Stage stage : Stage.values()) {
       assertTrue(stage.identifier().startsWith("beam:schematransform:org.featurebridge:"));
-      assertTrue(stage.className().startsWith("transforms.xlang."));
+      assertTrue(stage.className().startsWith("featurebridge.transforms.xlang."));
     }
   }
 

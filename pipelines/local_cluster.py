@@ -1,13 +1,13 @@
 """A one-machine "cluster" for the PortableRunner: Beam's Python job server and
 an external SDK worker pool, each a separate process.
 
-The job server is Beam's (``tests/job_server_main.py`` adds only what Flink and
+The job server is Beam's (``featurebridge.pipelines.job_server`` adds only what Flink and
 Spark already do: a bundle whose SDK harness died fails instead of waiting).
 This is the shape of Flink or Spark with Beam worker-pool sidecars: the
 launcher submits the portable pipeline to a job service over gRPC, and the
 runner asks the worker pool (EXTERNAL environment) to start SDK harnesses.
 
-    from tests.portable_cluster import portable_cluster
+    from featurebridge.pipelines.local_cluster import portable_cluster
 
     with portable_cluster() as cluster:
         run(["--input", ..., *cluster.pipeline_flags()])
@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional
 
-from pipelines.engines import accepts_connections, free_port, log_tail, stop_process_group
+from featurebridge.pipelines.engines import accepts_connections, free_port, log_tail, stop_process_group
 
 __all__ = [
     "ClusterStartError",
@@ -43,7 +43,6 @@ __all__ = [
     "wait_for_port",
 ]
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOST = "localhost"
 START_TIMEOUT_S = 60.0
 
@@ -92,15 +91,21 @@ def remote_ports(pid: int) -> set:
 
 
 def worker_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """Environment for the services: this venv first on PATH, the repo importable."""
+    """Environment for the services: this interpreter's bin directory first on
+    PATH (the worker pool starts SDK harnesses as plain ``python``).
+
+    Args:
+      extra: variables to set; an extra PYTHONPATH goes before the current one.
+    """
     env = dict(os.environ)
     bin_dir = os.path.dirname(sys.executable)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.pop("PYTEST_CURRENT_TEST", None)
-    if extra:
-        env.update(extra)
+    extra = dict(extra or {})
+    if extra.get("PYTHONPATH") and env.get("PYTHONPATH"):
+        extra["PYTHONPATH"] += os.pathsep + env["PYTHONPATH"]
+    env.update(extra)
     return env
 
 
@@ -217,7 +222,6 @@ def _start(args: List[str], log_path: str, env: Dict[str, str]) -> subprocess.Po
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            cwd=REPO_ROOT,
             start_new_session=True,  # own process group: killpg reaches the SDK harnesses too
         )
     finally:
@@ -263,7 +267,7 @@ def portable_cluster(
                 )
                 cluster.job_server = _start(
                     [
-                        "tests.job_server_main",
+                        "featurebridge.pipelines.job_server",
                         f"--port={cluster.job_port}",
                         f"--staging_dir={staging}",
                     ],

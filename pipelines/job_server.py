@@ -1,7 +1,7 @@
-"""Beam's Python job server for the test cluster, with a dead SDK harness failing
+"""Beam's Python job server for the one-machine cluster (`local_cluster`), with a dead SDK harness failing
 its bundle instead of stalling the job.
 
-    python -m tests.job_server_main --port=8099 --staging_dir=DIR
+    python -m featurebridge.pipelines.job_server --port=8099 --staging_dir=DIR
 
 Beam's Python job server runs jobs with the FnApiRunner. For a Docker worker it
 aborts the pending instructions when the container stops

@@ -1,0 +1,1 @@
+"""Runner configs shipped with featurebridge (data; see README "Runner configs")."""
