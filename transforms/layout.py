@@ -16,8 +16,16 @@ A model (``featurebridge train --output MODEL``)::
     MODEL/serving/              the serving SavedModel (raw features in)
     MODEL/serving/assets.extra/featurebridge.json   spec, head, signatures
 
+Predictions (``featurebridge predict --output PRED``)::
+
+    PRED/predictions-*.jsonl    one JSON object per used row
+    PRED/rejected/rejected-*.jsonl        rows that could not be used, with why
+    PRED/rows.json              {read, used, rejected, predicted}, written by the
+                                pipeline once the counts reconcile
+    PRED/manifest.json
+
 A whole job (``featurebridge run --output RUN``): RUN/analyzed, RUN/model,
-RUN/predictions (part-*.jsonl, rejected/), RUN/summary.json.
+RUN/predictions (as above), RUN/summary.json.
 
 This module imports no TensorFlow: the CLI, the expansion service and
 prediction workers read layouts without paying for it.
@@ -42,6 +50,8 @@ __all__ = [
     "METRICS_JSON",
     "MODEL_DIR",
     "PREDICTIONS_DIR",
+    "PREDICTIONS_PREFIX",
+    "PREDICT_ROWS_JSON",
     "REJECTED_DIR",
     "REJECTED_PREFIX",
     "SERVING_DIR",
@@ -76,6 +86,10 @@ ANALYZED_DIR = "analyzed"
 MODEL_DIR = "model"
 PREDICTIONS_DIR = "predictions"
 SUMMARY_JSON = "summary.json"
+
+# A predictions directory.
+PREDICTIONS_PREFIX = "predictions"
+PREDICT_ROWS_JSON = "rows.json"
 
 
 @dataclasses.dataclass(frozen=True)
