@@ -50,7 +50,8 @@ def build_model(work_dir: str, rows: int = 5000, epochs: int = 1) -> Dict[str, s
 
     from featurebridge.pipelines import analyze, train
     from featurebridge.pipelines.sample_data import generate_rows, write_sample_data
-    from featurebridge.transforms.export import raw_signature_columns, rows_to_examples
+    from featurebridge.transforms.examples import rows_to_examples
+    from featurebridge.transforms.serving import raw_signature_columns
     from featurebridge.transforms.spec import load_spec
 
     started = time.monotonic()

@@ -43,7 +43,7 @@ def test_predict_cli_rejects_unusable_rows_and_matches_serving(job, tmp_path):
     import tensorflow as tf
 
     from featurebridge.pipelines import predict as predict_job
-    from featurebridge.transforms.export import rows_to_examples
+    from featurebridge.transforms.examples import rows_to_examples
 
     data = tmp_path / "new.csv"
     data.write_text(_HEADER + "".join(_ROWS))

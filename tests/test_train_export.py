@@ -22,7 +22,8 @@ def _raw_rows(job):
     """Every used row of the analyzed (training) files, as serialized raw
     tf.Examples and as dense columns for serving_raw, in file order."""
     from featurebridge.transforms import io as fb_io
-    from featurebridge.transforms.export import batch_to_examples, raw_signature_columns
+    from featurebridge.transforms.examples import batch_to_examples
+    from featurebridge.transforms.serving import raw_signature_columns
 
     spec = job.spec()
     examples, dense = [], defaultdict(list)
@@ -157,7 +158,8 @@ def test_beam_and_serving_agree_on_features_and_predictions(job, served):
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from featurebridge.transforms.train import make_dataset, transformed_files
+    from featurebridge.transforms.layout import load_analyzed
+    from featurebridge.transforms.train import make_dataset
 
     examples, outputs, _ = served
     feature_spec = tft.TFTransformOutput(job.analyzed).transformed_feature_spec()
@@ -174,7 +176,7 @@ def test_beam_and_serving_agree_on_features_and_predictions(job, served):
     # The model itself (the export's Keras object) on the Beam-transformed features.
     model = tf.saved_model.load(job.serving).model
     scores = []
-    ds = make_dataset(transformed_files(job.analyzed), feature_spec, "all", 128, label=label)
+    ds = make_dataset(load_analyzed(job.analyzed).transformed_files(), feature_spec, "all", 128, label=label)
     for features, _ in ds:
         scores += tf.sigmoid(model(features, training=False)[:, 0]).numpy().tolist()
     serving_rows = _serving_rows(outputs, names, sparse)
@@ -192,9 +194,11 @@ def test_beam_and_serving_agree_on_features_and_predictions(job, served):
 
 
 def test_describe_features_reads_sizes_from_spec_vocabularies_and_schema(job):
-    from featurebridge.transforms.train import describe_features, load_analyzed
+    from featurebridge.transforms.layout import load_analyzed
+    from featurebridge.transforms.model import describe_features
 
-    tft_output, spec = load_analyzed(job.analyzed)
+    analyzed = load_analyzed(job.analyzed)
+    tft_output, spec = analyzed.tft_output(), analyzed.spec
     infos = {f.name: f for f in describe_features(tft_output, spec)}
     assert "purchased" not in infos
     assert (infos["age_bucketize"].kind, infos["age_bucketize"].size) == ("categorical", 8 + 1)
@@ -222,9 +226,10 @@ def test_train_errors_say_what_to_do(job, tmp_path):
     from featurebridge.pipelines import train as train_job
     from featurebridge.pipelines.options import RunnerConfigError
     from featurebridge.transforms.outputs import OutputExistsError
+    from featurebridge.transforms.errors import ArtifactError
     from featurebridge.transforms.train import TrainingError, train_model
 
-    with pytest.raises(TrainingError, match="is not an analyze output.*Run `featurebridge analyze` first"):
+    with pytest.raises(ArtifactError, match="is not an analyze output.*Run `featurebridge analyze` first"):
         train_model(str(tmp_path))
     with pytest.raises(TrainingError, match="--model 'forest' is unknown"):
         train_model(job.analyzed, "forest")

@@ -16,7 +16,13 @@ feature, a NaN float, an empty or blank string or one of the column's null
 markers is filled by the column's policy. The rule lives in the transform
 graph itself (`preprocessing.drop_missing`), so TF Serving applies it too.
 
-Prediction outputs: see `featurebridge.transforms.train.outputs_from_logits`.
+Besides the signatures, the saved module has ``serve_raw_lists``
+(`serving.RAW_LISTS_FUNCTION`): the serving_raw columns as ragged
+[batch, None] tensors, where an empty row is a missing value (an int has no
+other way to say so). `featurebridge predict` feeds it Arrow columns.
+
+Names, inputs and prediction outputs: see `featurebridge.transforms.serving`
+(`outputs_from_logits`).
 
 The TFT layer is kept as an attribute of the exported module so that its
 vocabulary assets and tables are saved (without it: "Table not initialized"
@@ -28,57 +34,44 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import tensorflow as tf
-import tensorflow_transform as tft
 
-from featurebridge.transforms.examples import batch_to_examples, rows_to_examples, serving_columns
+from featurebridge.transforms import layout
 from featurebridge.transforms.preprocessing import raw_feature_spec
+from featurebridge.transforms.serving import (
+    EXAMPLES_INPUT,
+    RAW_DTYPES,
+    RAW_LISTS_FUNCTION,
+    SERVING_INFO_FILE,
+    SIGNATURE_DEFAULT,
+    SIGNATURE_RAW,
+    SIGNATURE_TRANSFORM,
+    WARMUP_FILE,
+    Head,
+    outputs_from_logits,
+    raw_signature_columns,
+    serving_columns,
+    serving_spec,
+)
 from featurebridge.transforms.spec import SPLIT_FEATURE, FeatureSpec
-from featurebridge.transforms.train import FeatureInfo, Head, outputs_from_logits
 
 __all__ = [
+    "export_serving_model",
+    "write_warmup_requests",
+    # The serving contract's, re-exported for older importers.
     "EXAMPLES_INPUT",
     "SERVING_INFO_FILE",
     "SIGNATURE_DEFAULT",
     "SIGNATURE_RAW",
     "SIGNATURE_TRANSFORM",
     "WARMUP_FILE",
-    "batch_to_examples",
-    "export_serving_model",
     "raw_signature_columns",
-    "rows_to_examples",
-    "serving_columns",
     "serving_spec",
-    "write_warmup_requests",
 ]
 
 _LOG = logging.getLogger(__name__)
-
-SIGNATURE_DEFAULT = "serving_default"
-SIGNATURE_RAW = "serving_raw"
-SIGNATURE_TRANSFORM = "transform_features"
-EXAMPLES_INPUT = "examples"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-# Written beside the SavedModel: the spec and head, for predict and for humans.
-SERVING_INFO_FILE = os.path.join("assets.extra", "featurebridge.json")
-
-_DTYPES = {"float": tf.float32, "int": tf.int64, "string": tf.string}
-
-
-def raw_signature_columns(spec: FeatureSpec) -> List[str]:
-    """The inputs of the serving_raw signature: the serving columns but the key."""
-    return [n for n in serving_columns(spec) if n != spec.key]
-
-
-def serving_spec(spec: FeatureSpec) -> FeatureSpec:
-    """`spec` without its label, for reading rows to predict on (they may lack it)."""
-    import dataclasses
-
-    label = spec.label.column if spec.label else None
-    columns = tuple(c for c in spec.columns if c.name != label)
-    return dataclasses.replace(spec, columns=columns, label=None)
 
 
 # ---------------------------------------------------------------------------
@@ -115,7 +108,7 @@ def _dense_to_sparse(x: tf.Tensor) -> tf.SparseTensor:
 def export_serving_model(
     model,
     head: Head,
-    features: Sequence[FeatureInfo],
+    features: Sequence[object],
     analyzed_dir: str,
     spec: FeatureSpec,
     export_dir: str,
@@ -126,7 +119,8 @@ def export_serving_model(
     Args:
       model: the trained Keras model (transformed features -> logits).
       head: its label head.
-      features: the model's inputs (only these transformed features feed it).
+      features: the model's inputs (`model.FeatureInfo`: only these
+        transformed features, and their `weights` features, feed it).
       analyzed_dir: the analyze output whose transform_fn the model was trained on.
       spec: the feature spec of that analyze run.
       export_dir: where to write; must not exist yet.
@@ -135,8 +129,12 @@ def export_serving_model(
 
     Returns:
       {"signatures": {name: {"inputs": [...], "outputs": [...]}}, "path": export_dir}.
+
+    Raises:
+      ArtifactError: `analyzed_dir` is not an analyze output.
+      ValueError: the transform graph does not produce the model's inputs.
     """
-    tft_output = tft.TFTransformOutput(analyzed_dir)
+    tft_output = layout.load_analyzed(analyzed_dir).tft_output()
     # tf.Example keys are the file column names; the transform graph's inputs the spec names.
     sources = {c.name: c.source for c in spec.columns}
     parse_spec = {sources[k]: v for k, v in raw_feature_spec(spec).items() if k in serving_columns(spec)}
@@ -167,11 +165,20 @@ def export_serving_model(
     def serve_examples(examples):
         return predict_from_raw(parse_raw(examples))
 
-    raw_signature = {n: tf.TensorSpec([None], _DTYPES[types[n]], name=n) for n in raw_signature_columns(spec)}
+    raw_signature = {n: tf.TensorSpec([None], RAW_DTYPES[types[n]], name=n) for n in raw_signature_columns(spec)}
+    lists_signature = {
+        n: tf.RaggedTensorSpec([None, None], RAW_DTYPES[types[n]], ragged_rank=1, row_splits_dtype=tf.int64)
+        for n in raw_signature_columns(spec)
+    }
 
     @tf.function(input_signature=[raw_signature])
     def serve_raw(raw):
         return predict_from_raw({n: _dense_to_sparse(raw[n]) for n in raw})
+
+    @tf.function(input_signature=[lists_signature])
+    def serve_raw_lists(raw):
+        # As parse_example gives a VarLenFeature: [batch, longest row] sparse.
+        return predict_from_raw({n: raw[n].to_sparse() for n in raw})
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
     def transform_features(examples):
@@ -180,6 +187,7 @@ def export_serving_model(
 
     module.serve_examples = serve_examples
     module.serve_raw = serve_raw
+    setattr(module, RAW_LISTS_FUNCTION, serve_raw_lists)
     module.transform_features = transform_features
     signatures = {
         SIGNATURE_DEFAULT: serve_examples.get_concrete_function(),
@@ -187,7 +195,7 @@ def export_serving_model(
         SIGNATURE_TRANSFORM: transform_features.get_concrete_function(),
     }
     tf.saved_model.save(module, export_dir, signatures=signatures)
-    os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.join(export_dir, WARMUP_FILE)), exist_ok=True)
     examples = list(warmup_examples or []) or [tf.train.Example().SerializeToString()]
     write_warmup_requests(os.path.join(export_dir, WARMUP_FILE), examples)
     inputs = {
