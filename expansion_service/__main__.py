@@ -1,6 +1,6 @@
-"""``python -m expansion_service`` (also ``featurebridge expansion-service``).
+"""``python -m featurebridge.expansion_service`` (also ``featurebridge expansion-service``).
 
-    python -m expansion_service --port 8097 [--host 127.0.0.1]
+    python -m featurebridge.expansion_service --port 8097 [--host 127.0.0.1]
         [--environment docker|process|external|embedded] [--environment_config ...]
 
 Starts featurebridge's restricted Beam expansion service and serves until
@@ -20,7 +20,9 @@ import threading
 import time
 from typing import Optional, Sequence
 
+from featurebridge.expansion_service.environments import ENVIRONMENT_KINDS
 from featurebridge.expansion_service.server import ExpansionServer, ServerConfig
+from featurebridge.transforms.errors import UsageError
 
 __all__ = ["main", "parse_args", "print_help", "run"]
 
@@ -32,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="featurebridge expansion-service", description=__doc__.split("\n\n")[0])
     p.add_argument("--port", type=int, default=8097, help="port to listen on (0: any free port)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    p.add_argument("--environment", default="docker", choices=["docker", "process", "external", "embedded"],
+    p.add_argument("--environment", default="docker", choices=list(ENVIRONMENT_KINDS),
                    help="SDK environment of the expanded transforms (default docker)")
     p.add_argument("--environment_config", default=None,
                    help="docker: image (default the project's SDK image); process: JSON "
@@ -68,7 +70,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> ServerConfig:
     """Command line -> ServerConfig.
 
     Raises:
-      ValueError: unreadable token file or inconsistent options.
+      UsageError (a ValueError): unreadable token file or inconsistent options.
     """
     args = _parser().parse_args(list(argv or []))
     token = os.environ.get(TOKEN_ENV) or None
@@ -77,7 +79,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> ServerConfig:
             with open(args.token_file, encoding="utf-8") as f:
                 token = f.read().strip() or None
         except OSError as e:
-            raise ValueError(f"--token_file {args.token_file!r} cannot be read: {e.strerror}.") from None
+            raise UsageError(f"--token_file {args.token_file!r} cannot be read: {e.strerror}.") from None
     config = ServerConfig(
         host=args.host,
         port=args.port,
@@ -104,12 +106,7 @@ def run(argv: Optional[Sequence[str]] = None) -> None:
     """Serves until SIGTERM/SIGINT, then drains (the CLI's command entry point)."""
     config = parse_args(argv)
     server = ExpansionServer(config)
-    port = server.start()
-    if config.port_file:
-        tmp = config.port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(str(port))
-        os.replace(tmp, config.port_file)
+    server.start()  # writes --port_file once listening
     stop = threading.Event()
 
     def on_signal(signum, _frame):

@@ -18,6 +18,8 @@ import dataclasses
 import os
 from typing import Dict, Mapping, NamedTuple, Sequence, Tuple, Type
 
+from featurebridge.transforms.errors import FeaturebridgeError
+
 __all__ = [
     "ENTRIES",
     "Entry",
@@ -26,6 +28,7 @@ __all__ = [
     "SCHEMA_TRANSFORM_URN",
     "by_class_name",
     "by_identifier",
+    "check_directories",
     "fqn_config",
 ]
 
@@ -33,7 +36,7 @@ SCHEMA_TRANSFORM_URN = "beam:expansion:payload:schematransform:v1"
 FQN_URN = "beam:transforms:python:fully_qualified_named"
 
 
-class RegistryError(ValueError):
+class RegistryError(FeaturebridgeError, ValueError):
     """A request names something outside the allowlist or has a bad configuration."""
 
 

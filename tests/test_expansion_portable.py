@@ -18,7 +18,7 @@ from apache_beam.transforms.external import (
 )
 
 from tests.job_helpers import job  # noqa: F401  (fixture: the shared demo run with a model)
-from tests.test_expansion_service import ANALYZE_ID, FQN_URN, PREDICT_ID, SPEC, Raw, start_server
+from tests.expansion_helpers import ANALYZE_ID, FQN_URN, PREDICT_ID, SPEC, Raw, start_server
 from tests.xlang_helpers import (  # noqa: F401  (in_process: fixture)
     assert_close,
     assert_rows_equal,

@@ -60,7 +60,7 @@ def test_each_environment_kind_carries_its_config_and_the_staged_artifacts(kind,
     from apache_beam.portability.api import beam_runner_api_pb2
     from apache_beam.runners import pipeline_context
 
-    from featurebridge.expansion_service.server import make_environment
+    from featurebridge.expansion_service.environments import make_environment
 
     proto = make_environment(kind, config, [_artifact("featurebridge.tar.gz")]).to_runner_api(
         pipeline_context.PipelineContext()
@@ -80,7 +80,7 @@ def test_docker_defaults_to_beams_image_and_process_or_external_need_a_config():
     from apache_beam.portability.api import beam_runner_api_pb2
     from apache_beam.runners import pipeline_context
 
-    from featurebridge.expansion_service.server import default_docker_image, make_environment
+    from featurebridge.expansion_service.environments import default_docker_image, make_environment
 
     proto = make_environment("docker", None, []).to_runner_api(pipeline_context.PipelineContext())
     image = beam_runner_api_pb2.DockerPayload.FromString(proto.payload).container_image

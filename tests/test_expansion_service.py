@@ -4,18 +4,15 @@ environment, staged artifacts), and every refusal, each followed by a health
 check that shows the server is still serving."""
 
 
-import contextlib
 import hashlib
 import io
 import os
 import signal
-import subprocess
-import sys
 import tarfile
 import threading
 import time
 import typing
-from typing import Dict, Iterator, List, Optional
+from typing import List, Optional
 
 import grpc
 import pytest
@@ -37,82 +34,23 @@ from apache_beam.transforms.external import (
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from featurebridge.expansion_service.server import HEALTH_SLOTS
-from tests.repo import REPO_ROOT, worker_env
+from featurebridge.expansion_service.interceptor import HEALTH_SLOTS
+# test_java_engines and benchmarks/xlang_engines still import some of these from here.
+from tests.expansion_helpers import (
+    ANALYZE_ID,
+    FQN_URN,
+    PREDICT_ID,
+    SCHEMA_TRANSFORM_URN,
+    SPEC,
+    TRANSFORM_ID,
+    Raw,
+    start_server,
+)
+from tests.repo import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
-ANALYZE_ID = "beam:schematransform:org.featurebridge:analyze_and_transform:v1"
-TRANSFORM_ID = "beam:schematransform:org.featurebridge:transform:v1"
-PREDICT_ID = "beam:schematransform:org.featurebridge:predict:v1"
-FQN_URN = "beam:transforms:python:fully_qualified_named"
 PICKLED_URN = "beam:transform:pickled_python:v1"
-SCHEMA_TRANSFORM_URN = "beam:expansion:payload:schematransform:v1"
-
-SPEC = """
-key: id
-label: {column: y, kind: binary}
-columns:
-  - {name: id, type: string}
-  - {name: x, type: float, missing: mean, transforms: [zscore, {type: bucketize, num_buckets: 3}]}
-  - {name: c, type: string, missing: {constant: none}, transforms: [vocabulary]}
-  - {name: y, type: int}
-"""
-
-
-class Raw(typing.NamedTuple):
-    id: Optional[str]
-    x: Optional[float]
-    c: Optional[str]
-    y: Optional[int]
-
-
-beam.coders.registry.register_coder(Raw, beam.coders.RowCoder)
-
-
-# ---------------------------------------------------------------------------
-# Starting the server (shared with test_expansion_portable).
-
-
-class Server(typing.NamedTuple):
-    address: str
-    proc: subprocess.Popen
-    log_path: str
-
-    def log(self) -> str:
-        with open(self.log_path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-
-
-@contextlib.contextmanager
-def start_server(tmp_dir: str, *args: str, env: Optional[Dict[str, str]] = None, name: str = "server") -> Iterator[Server]:
-    """Runs ``python -m expansion_service`` on a free loopback port until the block ends."""
-    port_file = os.path.join(tmp_dir, f"{name}.port")
-    log_path = os.path.join(tmp_dir, f"{name}.log")
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "expansion_service", "--port", "0", "--port_file", port_file, *args],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=worker_env(env), cwd=REPO_ROOT, start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while not os.path.exists(port_file):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                with open(log_path) as f:
-                    raise RuntimeError(f"expansion service did not start:\n{f.read()[-3000:]}")
-            time.sleep(0.1)
-        with open(port_file) as f:
-            port = int(f.read())
-        yield Server(f"localhost:{port}", proc, log_path)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 def channel(address: str, token: Optional[str] = None) -> grpc.Channel:

@@ -16,7 +16,7 @@ import pytest
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from tests.test_expansion_service import SPEC, Raw
+from tests.expansion_helpers import SPEC, Raw
 
 __all__ = [
     "assert_close",
@@ -141,6 +141,6 @@ def held_out_rows(job, spec):
                 text = record.get(c.name)
                 values[c.name] = None if text is None or text.strip() == "" else parse[c.type](text)
             rows.append(beam.Row(**values))
-    row_type = RowTypeConstraint.from_fields(
-        [(c.name, Optional[{"float": float, "int": int, "string": str}[c.type]]) for c in spec.columns])
+    python_types = {"float": float, "int": int, "string": str}
+    row_type = RowTypeConstraint.from_fields([(c.name, Optional[python_types[c.type]]) for c in spec.columns])
     return rows, row_type
