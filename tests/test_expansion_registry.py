@@ -103,3 +103,22 @@ def test_the_service_binds_loopback_unless_told_and_refuses_an_open_port_without
         ServerConfig(host="0.0.0.0").validate()
     ServerConfig(host="0.0.0.0", token="t").validate()
     ServerConfig(host="0.0.0.0", allow_insecure_remote=True).validate()
+
+
+# ---------------------------------------------------------------- caller errors and bugs
+
+
+def test_refusals_are_featurebridge_errors_and_only_those_reach_the_caller():
+    from featurebridge.expansion_service import gate, servicers
+    from featurebridge.expansion_service.server import RefusedError
+    from featurebridge.transforms.errors import FeaturebridgeError, SpecError
+
+    for cls in (RefusedError, registry.RegistryError):
+        assert issubclass(cls, FeaturebridgeError) and issubclass(cls, ValueError)
+    assert gate.is_caller_error(SpecError("spec: bad")) and gate.is_caller_error(RefusedError("no"))
+    # Not by class name or message text: a plain error that looks like a stage's is a bug.
+    assert not gate.is_caller_error(ValueError("TransformRows: /srv/secret/path"))
+    assert not gate.is_caller_error(KeyError("RegistryError"))
+    message = servicers.error_message("abc", ValueError("TransformRows: /srv/secret/path"))
+    assert "/srv/secret" not in message and "internal ValueError" in message and "request id abc" in message
+    assert servicers.error_message("abc", SpecError("spec: bad")).endswith("(request id abc): spec: bad")
