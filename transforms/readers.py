@@ -26,7 +26,8 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from featurebridge.transforms.errors import InputError
-from featurebridge.transforms.spec import FeatureSpec, InputFormat
+from featurebridge.transforms.input_format import InputFormat
+from featurebridge.transforms.spec import FeatureSpec
 from featurebridge.transforms.validation import RejectedRow, missing_columns_error, require_columns
 
 __all__ = [

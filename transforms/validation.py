@@ -31,7 +31,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from featurebridge.transforms.errors import InputError
-from featurebridge.transforms.spec import BOOL_SPELLINGS, TIMESTAMP_PATTERN, Column, FeatureSpec
+from featurebridge.transforms.spec import FeatureSpec
+from featurebridge.transforms.spec_parts import Column
+from featurebridge.transforms.spec_tables import BOOL_SPELLINGS, TIMESTAMP_PATTERN
 
 __all__ = [
     "ROW_COLUMN",
