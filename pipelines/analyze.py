@@ -1,9 +1,8 @@
 """`featurebridge analyze`: raw files + feature spec -> TFT artifacts.
 
-    featurebridge analyze --input 'data/*.csv' --spec spec.yaml --output OUT
-
-Also ``python -m featurebridge.pipelines.analyze ...``. Any Beam pipeline option may follow
-(``--runner``, ``--direct_num_workers``...), or come from ``--runner_config``.
+`run(argv)` is the command (usage: featurebridge.pipelines.commands);
+`run_analyze` is the same job with typed arguments, for callers in Python
+(`featurebridge run`). Also ``python -m featurebridge.pipelines.analyze ...``.
 """
 
 from __future__ import annotations
@@ -13,58 +12,105 @@ import logging
 import os
 import sys
 import time
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 import apache_beam as beam
 
 from featurebridge.pipelines.engines import engine_info, engine_session
-from featurebridge.pipelines.options import AnalyzeOptions, check_options, expand_runner_config
+from featurebridge.pipelines.options import AnalyzeOptions, check_options, expand_runner_config, refuse
+from featurebridge.pipelines.staging import stage_output
 from featurebridge.transforms import io as fb_io
-from featurebridge.transforms import provenance
+from featurebridge.transforms import layout, provenance
+from featurebridge.transforms.errors import UsageError
 from featurebridge.transforms.outputs import StagedOutput
-from featurebridge.transforms.spec import load_spec
+from featurebridge.transforms.spec import FeatureSpec, load_spec
 
 # featurebridge.transforms.analyze and featurebridge.transforms.preprocessing import TensorFlow/TFT (~10 s);
-# run() imports them only after the options and the spec are validated, so a
+# run_analyze imports them only after the options and the spec are validated, so a
 # usage error comes back in seconds.
 
-__all__ = ["UsageError", "run", "main"]
+__all__ = ["UsageError", "main", "run", "run_analyze", "summarize"]
 
 _LOG = logging.getLogger(__name__)
 
 
-class UsageError(ValueError):
-    """Options are missing or inconsistent."""
-
-
 def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
-    """Runs the analyze job and returns its manifest (rows, outputs, timings).
+    """Parses the command line (``featurebridge analyze ...``), then `run_analyze`.
 
     Raises:
       UnknownOptionError: a flag neither analyze nor Beam defines (--analyser).
-      UsageError, SpecError, InputError, OutputExistsError, RunnerConfigError:
-        before the pipeline starts, with a message that says what to fix.
-      EmptyDataError, CountMismatchError: from the pipeline, after which no
-        output directory exists.
+      UsageError, RunnerConfigError: missing or bad options, before any work.
+      And what `run_analyze` raises.
     """
     argv = list(argv if argv is not None else sys.argv[1:])
     check_options("analyze", argv, own=[AnalyzeOptions])
     argv = expand_runner_config(argv)
-    options = AnalyzeOptions(argv)
-    opts = options.view_as(AnalyzeOptions)
-    problems = opts.validate_analyze()
-    if problems:
-        raise UsageError("; ".join(problems) + ". See `featurebridge analyze --help`.")
-    spec = load_spec(opts.spec)
-    reader = fb_io.ReadRawData(opts.input, spec, opts.input_format, opts.batch_size)
-    if os.path.exists(opts.output) and not opts.overwrite:
-        StagedOutput.refuse_existing(opts.output)
+    opts = AnalyzeOptions(argv)
+    refuse("analyze", opts.validate_analyze())
+    return run_analyze(
+        opts.spec, opts.input, opts.output, argv,
+        input_format=opts.input_format, overwrite=opts.overwrite,
+        preprocessing_fn=opts.preprocessing_fn, batch_size=opts.batch_size, analyzer=opts.analyzer,
+    )
+
+
+def run_analyze(
+    spec: Union[str, FeatureSpec],
+    files: Union[str, Sequence[str]],
+    output: str,
+    pipeline_args: Sequence[str] = (),
+    *,
+    input_format: Optional[str] = None,
+    overwrite: bool = False,
+    preprocessing_fn: Optional[str] = None,
+    batch_size: int = 10_000,
+    analyzer: str = "auto",
+) -> Dict[str, object]:
+    """Runs the analyze job and returns its manifest (rows, outputs, timings).
+
+    Args:
+      spec: the feature spec, or its file.
+      files: input file globs (a list, or comma separated).
+      output: the directory to write (atomically).
+      pipeline_args: Beam pipeline options as flags (``--runner``...; any
+        runner config already expanded). They are recorded in the manifest.
+      input_format: csv, parquet, tfrecord or jsonl; None infers it per file.
+      overwrite: replace an existing ``output``.
+      preprocessing_fn: a user's TFT preprocessing_fn as 'module:function'.
+      batch_size: rows per Arrow RecordBatch.
+      analyzer: "auto" (one-pass analyzers where the spec allows) or "tft".
+
+    Raises:
+      UsageError, SpecError, InputError, OutputExistsError: before the
+        pipeline starts, with a message that says what to fix.
+      EmptyDataError (no usable rows), CountMismatchError: from the pipeline,
+        after which no output directory exists.
+    """
+    pipeline_args = list(pipeline_args)
+    if isinstance(spec, str):
+        spec = load_spec(spec)
+    patterns = files if isinstance(files, str) else ",".join(files)
+    reader = fb_io.ReadRawData(patterns, spec, input_format, batch_size)
+    if os.path.exists(output) and not overwrite:
+        StagedOutput.refuse_existing(output)
+    from featurebridge.pipelines.cli import quiet_tensorflow
+
+    quiet_tensorflow()
     from featurebridge.transforms.analyze import AnalyzeToDirectory
     from featurebridge.transforms.preprocessing import load_preprocessing_fn
 
-    user_fn = load_preprocessing_fn(opts.preprocessing_fn) if opts.preprocessing_fn else None
-    staged = StagedOutput(opts.output, overwrite=opts.overwrite)
-    runner = options.get_all_options().get("runner") or "DirectRunner"
+    try:
+        user_fn = load_preprocessing_fn(preprocessing_fn) if preprocessing_fn else None
+    except ValueError as e:  # malformed, not importable or not callable
+        raise UsageError(str(e)) from None
+    staged = stage_output(output, overwrite)
+    # What the manifest records: the Beam flags and this job's own settings.
+    options = AnalyzeOptions(
+        pipeline_args, input=patterns, spec=spec.source, output=output, input_format=input_format,
+        overwrite=overwrite, preprocessing_fn=preprocessing_fn, batch_size=batch_size, analyzer=analyzer,
+    )
+    all_options = options.get_all_options()
+    runner = all_options.get("runner") or "DirectRunner"
     total_bytes = 0
     inputs = []
     for path in reader.files:
@@ -75,13 +121,13 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
         "job": "analyze",
         "started": provenance.utc_now(),
         "inputs": inputs,
-        "input_format": opts.input_format or fb_io.infer_format(reader.files[0]),
+        "input_format": input_format or fb_io.infer_format(reader.files[0]),
         "spec": spec.to_dict(),
         "spec_source": spec.source,
-        "preprocessing_fn": opts.preprocessing_fn,
+        "preprocessing_fn": preprocessing_fn,
         "versions": provenance.package_versions(),
         "runner": runner,
-        "engine": engine_info(options.get_all_options()),
+        "engine": engine_info(all_options),
         "pipeline_options": _public_options(options),
     }
     _LOG.info(
@@ -93,7 +139,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     )
     started = time.monotonic()
     try:
-        with engine_session(argv) as job_argv, beam.Pipeline(options=AnalyzeOptions(job_argv)) as pipeline:
+        with engine_session(pipeline_args) as job_argv, beam.Pipeline(options=AnalyzeOptions(job_argv)) as pipeline:
             # Two reads of the input: one for analysis (and the row counts), one
             # for the transform phase, so no runner has to hold every raw batch
             # until analysis finishes (memory stays flat as the input grows).
@@ -104,13 +150,13 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
                 | "AnalyzeToDirectory"
                 >> AnalyzeToDirectory(
                     spec, staged.path, staged.final_dir, user_fn, manifest,
-                    transform_input=reread, analyzer=opts.analyzer,
+                    transform_input=reread, analyzer=analyzer,
                 )
             )
     except BaseException:
         staged.abort()
         raise
-    with open(os.path.join(staged.final_dir, "manifest.json"), encoding="utf-8") as f:
+    with open(os.path.join(staged.final_dir, layout.MANIFEST), encoding="utf-8") as f:
         result = json.load(f)
     result["elapsed_seconds"] = round(time.monotonic() - started, 2)
     return result
@@ -127,16 +173,18 @@ def _public_options(options) -> Dict[str, object]:
 
 
 def summarize(result: Dict[str, object], output: str) -> str:
+    """The CLI's one-screen summary of an analyze manifest."""
     rows = result["rows"]
     lines = [
         f"Analyzed {rows['read']} rows in {result.get('elapsed_seconds', '?')} s: "
         f"{rows['used']} used, {rows['rejected']} rejected "
         f"(read == used + rejected: {rows['read'] == rows['used'] + rows['rejected']}).",
         f"Artifacts in {os.path.abspath(output)}:",
-        "  transform_fn/  transformed_metadata/  transformed/  rejected/  constants.json  manifest.json",
+        f"  {layout.TRANSFORM_FN_DIR}/  transformed_metadata/  {layout.TRANSFORMED_DIR}/  {layout.REJECTED_DIR}/  "
+        f"{layout.CONSTANTS_JSON}  {layout.MANIFEST}",
     ]
     if rows["rejected"]:
-        lines.append(f"  {rows['rejected']} rejected rows with reasons: {os.path.join(output, 'rejected')}/")
+        lines.append(f"  {rows['rejected']} rejected rows with reasons: {os.path.join(output, layout.REJECTED_DIR)}/")
         by = rows.get("rejected_by") or {}
         if by:
             lines.append("  Rejected by column and reason: " + ", ".join(f"{problem} ({count})" for problem, count in by.items()))

@@ -43,6 +43,8 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from featurebridge.transforms.errors import FeaturebridgeError
+
 __all__ = [
     "ENGINES_ENV",
     "EngineError",
@@ -74,8 +76,9 @@ WORKER_POOL_START_TIMEOUT_S = 60.0
 _JAR_OPTIONS = {"FlinkRunner": "flink_job_server_jar", "SparkRunner": "spark_job_server_jar"}
 
 
-class EngineError(ValueError):
-    """An engine cannot start: its job-server jar is missing, or the worker pool did not come up."""
+class EngineError(FeaturebridgeError, ValueError):
+    """An engine cannot start: its job-server jar is missing, or the worker pool did
+    not come up. A setup problem the message says how to fix (exit 2 in the CLI)."""
 
 
 class EngineOptions(PipelineOptions):

@@ -1,13 +1,11 @@
 """`featurebridge predict`: raw files + trained model -> predictions, on Beam.
 
-    featurebridge predict --model MODEL --input 'new/*.csv' --output PRED
-
-Rows are read with the same readers as analyze (rows that cannot be used go
-to PRED/rejected/ with their reason), predicted with RunInference over the
-serving SavedModel (loaded once per worker), and written as JSON lines to
-PRED/predictions-*.jsonl with the row's key column (when the spec has one),
-``__source__`` and ``__row__``, so each prediction joins back to its input.
-Any Beam pipeline option may follow, or come from --runner_config.
+`run(argv)` is the command (usage: featurebridge.pipelines.commands);
+`run_predict` is the same job with typed arguments. The pipeline reads rows
+with the analyze readers, predicts with RunInference, writes
+PRED/predictions-*.jsonl and PRED/rejected/, and, once every prediction is
+written, checks that predictions == rows used and writes the row counts as
+PRED/rows.json (`layout.PREDICT_ROWS_JSON`), which the manifest repeats.
 """
 
 from __future__ import annotations
@@ -17,69 +15,123 @@ import logging
 import os
 import sys
 import time
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 import apache_beam as beam
 
 from featurebridge.pipelines.engines import engine_info, engine_session
-from featurebridge.pipelines.options import PredictOptions, check_options, expand_runner_config
+from featurebridge.pipelines.options import PredictOptions, check_options, expand_runner_config, refuse
+from featurebridge.pipelines.staging import stage_output
 from featurebridge.transforms import io as fb_io
-from featurebridge.transforms import provenance
-from featurebridge.transforms.outputs import StagedOutput
+from featurebridge.transforms import layout, provenance
+from featurebridge.transforms.errors import CountMismatchError, UsageError
 
-__all__ = ["OPTIONS", "UsageError", "main", "run", "summarize"]
+__all__ = ["PREDICTIONS_PREFIX", "UsageError", "main", "run", "run_predict", "summarize"]
 
 _LOG = logging.getLogger(__name__)
-OPTIONS = PredictOptions
-PREDICTIONS_PREFIX = "predictions"
+PREDICTIONS_PREFIX = layout.PREDICTIONS_PREFIX
 
 
-class UsageError(ValueError):
-    """Options are missing or inconsistent."""
+class _CheckCounts(beam.DoFn):
+    """Runs once, after the reads and the predictions: the row counts of the
+    whole run ({read, used, rejected, predicted}) as one JSON line.
 
+    Raises:
+      CountMismatchError: predictions written != rows used.
+    """
 
-def _sum_stats(stats):
-    total = {"read": 0, "used": 0, "rejected": 0}
-    for s in stats:
-        for k in total:
-            total[k] += s[k]
-    return total
+    def process(self, _, stats, predicted):
+        rows = {"read": 0, "used": 0, "rejected": 0}
+        for per_file in stats:
+            for key in rows:
+                rows[key] += per_file[key]
+        rows["predicted"] = predicted
+        if predicted != rows["used"]:
+            raise CountMismatchError(
+                f"{rows['used']} rows were read but {predicted} predictions were written. "
+                "This is a bug in featurebridge; please report it."
+            )
+        yield json.dumps(rows, sort_keys=True)
 
 
 def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
-    """Runs batch prediction; returns the manifest (row counts, outputs).
+    """Parses the command line (``featurebridge predict ...``), then `run_predict`.
 
     Raises:
       UnknownOptionError: a flag neither predict nor Beam defines.
-      UsageError, ModelDirError, InputError, OutputExistsError: before the
-        pipeline starts, saying what to fix.
+      UsageError, RunnerConfigError: missing or bad options, before any work.
+      And what `run_predict` raises.
     """
     argv = list(argv if argv is not None else sys.argv[1:])
     check_options("predict", argv, own=[PredictOptions])
+    argv = expand_runner_config(argv)
+    opts = PredictOptions(argv)
+    refuse("predict", opts.validate_predict())
+    return run_predict(
+        opts.model_dir, opts.input, opts.output, argv,
+        input_format=opts.input_format, overwrite=opts.overwrite,
+        batch_size=opts.batch_size, max_inference_batch=opts.max_inference_batch,
+    )
+
+
+def run_predict(
+    model: str,
+    files: Union[str, Sequence[str]],
+    output: str,
+    pipeline_args: Sequence[str] = (),
+    *,
+    input_format: Optional[str] = None,
+    overwrite: bool = False,
+    batch_size: int = 10_000,
+    max_inference_batch: int = 1024,
+) -> Dict[str, object]:
+    """Runs batch prediction; returns the manifest (row counts, outputs).
+
+    Args:
+      model: the model directory (`featurebridge train --output`) or its serving/.
+      files: input file globs (a list, or comma separated). The label column
+        may be there or not; it is not used.
+      output: the directory to write (atomically).
+      pipeline_args: Beam pipeline options as flags (runner config expanded).
+      input_format: csv, parquet, tfrecord or jsonl; None infers it per file.
+      overwrite: replace an existing ``output``.
+      batch_size: rows per Arrow RecordBatch read.
+      max_inference_batch: most rows per model call.
+
+    Returns:
+      The manifest; ``rows`` is {read, used, rejected, predicted} (as in
+      PRED/rows.json). Inputs with no usable rows give no predictions, not an error.
+
+    Raises:
+      ModelDirError, InputError, OutputExistsError, UsageError: before the
+        pipeline starts, saying what to fix.
+      CountMismatchError: from the pipeline; no output directory is left.
+    """
+    pipeline_args = list(pipeline_args)
+    from featurebridge.pipelines.cli import quiet_tensorflow
+
+    quiet_tensorflow()
     from featurebridge.transforms.predict import Predict  # TensorFlow: after the flags are checked
 
-    argv = expand_runner_config(argv)
-    options = PredictOptions(argv)
-    opts = options.view_as(PredictOptions)
-    problems = opts.validate_predict()
-    if problems:
-        raise UsageError("; ".join(problems) + ". See `featurebridge predict --help`.")
-    predict = Predict(opts.model_dir, max_batch_size=opts.max_inference_batch)
-    reader = fb_io.ReadRawData(opts.input, predict.spec, opts.input_format, opts.batch_size, include_position=True)
-    staged = StagedOutput(opts.output, overwrite=opts.overwrite)
-    runner = options.get_all_options().get("runner") or "DirectRunner"
+    predict = Predict(model, max_batch_size=max_inference_batch)
+    patterns = files if isinstance(files, str) else ",".join(files)
+    reader = fb_io.ReadRawData(patterns, predict.spec, input_format, batch_size, include_position=True)
+    staged = stage_output(output, overwrite)
+    all_options = beam.options.pipeline_options.PipelineOptions(pipeline_args).get_all_options()
+    runner = all_options.get("runner") or "DirectRunner"
     manifest: Dict[str, object] = {
         "job": "predict",
         "started": provenance.utc_now(),
-        "model": os.path.abspath(opts.model_dir),
+        "model": os.path.abspath(model),
         "inputs": [provenance.file_digest(p) for p in reader.files],
         "runner": runner,
-        "engine": engine_info(options.get_all_options()),
+        "engine": engine_info(all_options),
     }
     _LOG.info("Predicting on %d file(s) with %s; staging in %s", len(reader.files), runner, staged.path)
     started = time.monotonic()
+    rows_stem = os.path.splitext(layout.PREDICT_ROWS_JSON)
     try:
-        with engine_session(argv) as job_argv, beam.Pipeline(options=PredictOptions(job_argv)) as pipeline:
+        with engine_session(pipeline_args) as job_argv, beam.Pipeline(options=PredictOptions(job_argv)) as pipeline:
             read = pipeline | "Read" >> reader
             predictions = read.batches | "Predict" >> predict
             _ = (
@@ -89,28 +141,23 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
                 >> beam.io.WriteToText(os.path.join(staged.path, PREDICTIONS_PREFIX), file_name_suffix=".jsonl")
             )
             _ = read.rejected | "WriteRejected" >> beam.io.WriteToText(
-                os.path.join(staged.path, "rejected", "rejected"), file_name_suffix=".jsonl", num_shards=1
+                os.path.join(staged.path, layout.REJECTED_DIR, layout.REJECTED_PREFIX),
+                file_name_suffix=".jsonl", num_shards=1,
             )
+            predicted = predictions | "CountPredictions" >> beam.combiners.Count.Globally()
             _ = (
-                read.stats
-                | "CollectStats" >> beam.combiners.ToList()
-                | "WriteStats" >> beam.Map(lambda s: _write_json(os.path.join(staged.path, "_stats.json"), _sum_stats(s)))
+                pipeline
+                | "CheckTrigger" >> beam.Create([None])
+                | "CheckCounts" >> beam.ParDo(
+                    _CheckCounts(), stats=beam.pvalue.AsList(read.stats), predicted=beam.pvalue.AsSingleton(predicted)
+                )
+                | "WriteRows" >> beam.io.WriteToText(
+                    os.path.join(staged.path, rows_stem[0]), file_name_suffix=rows_stem[1],
+                    num_shards=1, shard_name_template="",
+                )
             )
-            _ = (
-                predictions
-                | "CountPredictions" >> beam.combiners.Count.Globally()
-                | "WriteCount" >> beam.Map(lambda n: _write_json(os.path.join(staged.path, "_count.json"), {"predicted": n}))
-            )
-        rows = _read_json(os.path.join(staged.path, "_stats.json"))
-        rows.update(_read_json(os.path.join(staged.path, "_count.json")))
-        for name in ("_stats.json", "_count.json"):
-            os.remove(os.path.join(staged.path, name))
-        if rows["predicted"] != rows["used"]:
-            raise RuntimeError(
-                f"{rows['used']} rows were read but {rows['predicted']} predictions were written. "
-                "This is a bug in featurebridge; please report it."
-            )
-        manifest["rows"] = rows
+        with open(os.path.join(staged.path, layout.PREDICT_ROWS_JSON), encoding="utf-8") as f:
+            manifest["rows"] = json.load(f)
         provenance.seal_manifest(staged.path, manifest)
         staged.commit()
     except BaseException:
@@ -120,16 +167,8 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     return manifest
 
 
-def _write_json(path: str, payload) -> None:
-    provenance.write_json_atomic(path, payload)
-
-
-def _read_json(path: str) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def summarize(result: Dict[str, object], output: str) -> str:
+    """The CLI's one-screen summary of a predict manifest."""
     rows = result["rows"]
     lines = [
         f"Predicted {rows['predicted']} rows in {result.get('elapsed_seconds', '?')} s "
@@ -137,7 +176,7 @@ def summarize(result: Dict[str, object], output: str) -> str:
         f"Predictions in {os.path.abspath(output)}/{PREDICTIONS_PREFIX}-*.jsonl",
     ]
     if rows["rejected"]:
-        lines.append(f"  rejected rows with reasons: {os.path.join(os.path.abspath(output), 'rejected')}/")
+        lines.append(f"  rejected rows with reasons: {os.path.join(os.path.abspath(output), layout.REJECTED_DIR)}/")
     return "\n".join(lines)
 
 

@@ -1,13 +1,9 @@
 """`featurebridge run`: the whole job, analyze -> train -> export -> predict.
 
-    featurebridge run --input 'data/*.csv' --spec spec.yaml --output OUT [--holdout GLOB]
-
-Writes OUT/analyzed/ (the analyze output), OUT/model/ (serving SavedModel,
-metrics), OUT/predictions/ (predictions on the held-out rows) and
-OUT/summary.json. The held-out rows are --holdout, else the last input file
-when there are several; they are never analyzed or trained on. Flags the job
-does not know are Beam pipeline options for the analyze and predict stages
-(``--runner``, ``--direct_num_workers``, ``--runner_config FILE``...).
+`run(argv)` is the command (usage: featurebridge.pipelines.commands);
+`run_job` is the same job with typed arguments. It calls each stage's typed
+entry point (`run_analyze`, `run_train`, `run_predict`) and writes
+OUT/summary.json. The held-out rows are never analyzed or trained on.
 """
 
 from __future__ import annotations
@@ -20,14 +16,13 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from featurebridge.pipelines.options import RunArgs, check_options, expand_runner_config
-from featurebridge.transforms import provenance
-from featurebridge.transforms.outputs import OutputExistsError
+from featurebridge.pipelines.options import MODEL_TYPES, RunArgs, check_options, expand_runner_config
+from featurebridge.transforms import layout, provenance
+from featurebridge.transforms.errors import OutputExistsError, UsageError
 
-__all__ = ["OPTIONS", "main", "run", "split_inputs", "summarize"]
+__all__ = ["main", "run", "run_job", "split_inputs", "summarize"]
 
 _LOG = logging.getLogger(__name__)
-OPTIONS = RunArgs
 
 
 def split_inputs(input_pattern: str, holdout_pattern: Optional[str]):
@@ -61,7 +56,6 @@ def _holdout_metrics(holdout: List[str], predictions_dir: str, spec, input_forma
     import numpy as np
 
     from featurebridge.transforms import io as fb_io
-    from featurebridge.transforms.predict import load_serving_info
     from featurebridge.transforms.train import Head, evaluate_predictions
 
     if spec.label is None:
@@ -78,9 +72,9 @@ def _holdout_metrics(holdout: List[str], predictions_dir: str, spec, input_forma
                     labels[(src[0].decode() if isinstance(src[0], bytes) else src[0], row[0])] = y[0]
     except fb_io.InputError:  # the held-out rows have no label column
         return None
-    head = Head(**load_serving_info(model_dir)["head"])
+    head = Head(**layout.load_serving_info(model_dir)["head"])
     y, outs = [], {}
-    for path in sorted(glob.glob(os.path.join(predictions_dir, "predictions-*.jsonl"))):
+    for path in sorted(glob.glob(os.path.join(predictions_dir, f"{layout.PREDICTIONS_PREFIX}-*.jsonl"))):
         with open(path, encoding="utf-8") as f:
             for line in f:
                 p = json.loads(line)
@@ -100,89 +94,133 @@ def _holdout_metrics(holdout: List[str], predictions_dir: str, spec, input_forma
 
 
 def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
-    """Runs the four stages and returns the summary (also OUT/summary.json).
+    """Parses the command line (``featurebridge run ...``), then `run_job`.
+    Flags run does not define are Beam pipeline options for analyze and predict.
 
     Raises:
       UnknownOptionError: a flag neither run nor Beam defines.
-      RunnerConfigError, SpecError, InputError, OutputExistsError: before any
-        stage starts; errors of the stages as they raise them.
+      UsageError, RunnerConfigError: missing or bad options, before any work.
+      And what `run_job` raises.
     """
     argv = list(argv if argv is not None else sys.argv[1:])
     check_options("run", argv, own=[RunArgs])
-    from featurebridge.pipelines import analyze, predict, train
+    args, beam_flags = RunArgs.parse(expand_runner_config(argv))
+    return run_job(
+        args.spec, args.input, args.output, beam_flags,
+        holdout=args.holdout, input_format=args.input_format, model=args.model,
+        epochs=args.epochs, train_batch_size=args.train_batch_size, overwrite=args.overwrite,
+    )
+
+
+def run_job(
+    spec: str,
+    files: str,
+    output: str,
+    pipeline_args: Sequence[str] = (),
+    *,
+    holdout: Optional[str] = None,
+    input_format: Optional[str] = None,
+    model: str = "wide_and_deep",
+    epochs: int = 5,
+    train_batch_size: int = 256,
+    overwrite: bool = False,
+) -> Dict[str, object]:
+    """Runs the four stages and returns the summary (also OUT/summary.json).
+
+    Args:
+      spec: the feature spec file.
+      files: input file globs, comma separated.
+      output: OUT: analyzed/, model/, predictions/ and summary.json go there.
+      pipeline_args: Beam pipeline options as flags, for analyze and predict.
+      holdout: globs of rows to predict on and keep out of training; None:
+        the last input file when there are several, else none.
+      input_format: csv, parquet, tfrecord or jsonl; None infers it per file.
+      model, epochs, train_batch_size: what to train.
+      overwrite: replace earlier stage outputs.
+
+    Raises:
+      SpecError, InputError, OutputExistsError, UsageError: before any stage
+        starts; errors of the stages as they raise them.
+    """
+    from featurebridge.pipelines.analyze import run_analyze
+    from featurebridge.pipelines.predict import run_predict
+    from featurebridge.pipelines.train import run_train
     from featurebridge.transforms.spec import load_spec
 
-    args, beam_flags = RunArgs.parse(expand_runner_config(argv))
-    spec = load_spec(args.spec)
-    train_files, holdout, how = split_inputs(args.input, args.holdout)
-    out = os.path.abspath(args.output)
-    stages = {name: os.path.join(out, name) for name in ("analyzed", "model", "predictions")}
-    if not args.overwrite:
-        for path in list(stages.values()) + [os.path.join(out, "summary.json")]:
+    if model not in MODEL_TYPES:
+        raise UsageError(f"model {model!r} is unknown; use one of {', '.join(MODEL_TYPES)}.")
+    pipeline_args = list(pipeline_args)
+    spec_path, spec = spec, load_spec(spec)
+    train_files, holdout_files, how = split_inputs(files, holdout)
+    out = os.path.abspath(output)
+    stages = {
+        name: os.path.join(out, name) for name in (layout.ANALYZED_DIR, layout.MODEL_DIR, layout.PREDICTIONS_DIR)
+    }
+    summary_path = os.path.join(out, layout.SUMMARY_JSON)
+    if not overwrite:
+        for path in list(stages.values()) + [summary_path]:
             if os.path.exists(path):
                 raise OutputExistsError(
                     f"{path} already exists. Choose a new --output or pass --overwrite to replace it."
                 )
     os.makedirs(out, exist_ok=True)
-    overwrite = ["--overwrite"] if args.overwrite else []
-    fmt = ["--format", args.input_format] if args.input_format else []
+    analyzed_dir, model_dir, predictions_dir = (
+        stages[layout.ANALYZED_DIR], stages[layout.MODEL_DIR], stages[layout.PREDICTIONS_DIR]
+    )
     started = time.monotonic()
     timings = {}
 
-    _LOG.info("[1/3] analyze: %d file(s); holding out %d file(s) (%s)", len(train_files), len(holdout), how)
+    _LOG.info("[1/3] analyze: %d file(s); holding out %d file(s) (%s)", len(train_files), len(holdout_files), how)
     t = time.monotonic()
-    analyzed = analyze.run(
-        ["--input", ",".join(train_files), "--spec", args.spec, "--output", stages["analyzed"], *fmt, *overwrite, *beam_flags]
+    analyzed = run_analyze(
+        spec_path, train_files, analyzed_dir, pipeline_args, input_format=input_format, overwrite=overwrite
     )
     timings["analyze"] = round(time.monotonic() - t, 2)
 
-    _LOG.info("[2/3] train + export: %s model, %d epoch(s)", args.model, args.epochs)
+    _LOG.info("[2/3] train + export: %s model, %d epoch(s)", model, epochs)
     t = time.monotonic()
-    trained = train.run(
-        [
-            "--analyzed", stages["analyzed"], "--output", stages["model"], "--model", args.model,
-            "--epochs", str(args.epochs), "--batch_size", str(args.train_batch_size), *overwrite,
-        ]
+    trained = run_train(
+        analyzed_dir, model_dir, model=model, epochs=epochs, batch_size=train_batch_size, overwrite=overwrite
     )
     timings["train_and_export"] = round(time.monotonic() - t, 2)
 
-    _LOG.info("[3/3] predict on %d held-out file(s) with RunInference", len(holdout))
+    _LOG.info("[3/3] predict on %d held-out file(s) with RunInference", len(holdout_files))
     t = time.monotonic()
-    predicted = predict.run(
-        ["--model", stages["model"], "--input", ",".join(holdout), "--output", stages["predictions"], *fmt, *overwrite, *beam_flags]
+    predicted = run_predict(
+        model_dir, holdout_files, predictions_dir, pipeline_args, input_format=input_format, overwrite=overwrite
     )
     timings["predict"] = round(time.monotonic() - t, 2)
 
-    holdout_metrics = _holdout_metrics(holdout, stages["predictions"], spec, args.input_format, stages["model"])
+    holdout_metrics = _holdout_metrics(holdout_files, predictions_dir, spec, input_format, model_dir)
     summary = {
         "job": "run",
         "finished": provenance.utc_now(),
         "elapsed_seconds": round(time.monotonic() - started, 2),
         "stage_seconds": timings,
-        "inputs": {"train": train_files, "holdout": holdout, "holdout_chosen_by": how},
+        "inputs": {"train": train_files, "holdout": holdout_files, "holdout_chosen_by": how},
         "rows": {
             "analyze": analyzed["rows"] if "rows" in analyzed else None,
             "train": trained["metrics"]["rows"]["train"],
             "eval": trained["metrics"]["rows"]["eval"],
             "predict": predicted["rows"],
         },
-        "model_type": args.model,
+        "model_type": model,
         "metrics": {
             "eval_split": trained["metrics"]["model"],
             "baseline": trained["metrics"]["baseline"],
             "holdout": holdout_metrics,
         },
         "artifacts": {
-            "analyzed": stages["analyzed"],
-            "model": stages["model"],
-            "serving_model": os.path.join(stages["model"], "serving"),
-            "predictions": stages["predictions"],
-            "summary": os.path.join(out, "summary.json"),
+            "analyzed": analyzed_dir,
+            "model": model_dir,
+            "serving_model": os.path.join(model_dir, layout.SERVING_DIR),
+            "predictions": predictions_dir,
+            "summary": summary_path,
         },
     }
     if summary["rows"]["analyze"]:
         summary["rows"]["analyze"] = {k: v for k, v in summary["rows"]["analyze"].items() if k != "per_file"}
-    provenance.write_json_atomic(os.path.join(out, "summary.json"), summary)
+    provenance.write_json_atomic(summary_path, summary)
     return summary
 
 
@@ -191,6 +229,7 @@ def _fmt(v) -> str:
 
 
 def summarize(result: Dict[str, object], output: str = "") -> str:
+    """The CLI's one-screen summary of a run (stages, rows, metrics, artifacts)."""
     rows, m, a = result["rows"], result["metrics"], result["artifacts"]
     ana = rows["analyze"] or {}
     pred = rows["predict"]

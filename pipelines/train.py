@@ -1,16 +1,12 @@
 """`featurebridge train`: analyzed data -> trained model + raw-feature serving SavedModel.
 
-    featurebridge train --analyzed OUT --output MODEL [--model linear|dnn|wide_and_deep]
-                        [--epochs N] [--batch_size N]
-
-Writes MODEL/serving/ (SavedModel: serving_default on raw tf.Examples,
-serving_raw on named raw tensors, transform_features), MODEL/metrics.json
-(model vs a trivial baseline on a held-out split) and MODEL/manifest.json.
+`run(argv)` is the command (usage: featurebridge.pipelines.commands);
+`run_train` is the same job with typed arguments. Writes MODEL/serving/,
+MODEL/metrics.json and MODEL/manifest.json (names: featurebridge.transforms.layout).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -18,13 +14,12 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from featurebridge.pipelines.options import TrainArgs
-from featurebridge.transforms import provenance
-from featurebridge.transforms.outputs import StagedOutput
+from featurebridge.pipelines.staging import stage_output
+from featurebridge.transforms import layout, provenance
 
-__all__ = ["OPTIONS", "main", "run", "summarize", "warmup_examples"]
+__all__ = ["main", "metric_lines", "run", "run_train", "summarize", "warmup_examples"]
 
 _LOG = logging.getLogger(__name__)
-OPTIONS = TrainArgs
 
 
 def warmup_examples(analyzed_manifest: dict, spec, rows: int = 5) -> List[bytes]:
@@ -47,55 +42,96 @@ def warmup_examples(analyzed_manifest: dict, spec, rows: int = 5) -> List[bytes]
 
 
 def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
-    """Trains, exports and writes MODEL atomically; returns its manifest.
+    """Parses the command line (``featurebridge train ...``), then `run_train`.
 
     Raises:
       UnknownOptionError, RunnerConfigError: unknown, bad or missing options.
-      TrainingError: the analyzed directory is unusable or too small.
-      OutputExistsError: --output exists and --overwrite was not given.
+      And what `run_train` raises.
     """
     args = TrainArgs.parse(list(argv if argv is not None else sys.argv[1:]))
-    from featurebridge.transforms.export import export_serving_model  # TensorFlow: after the flags are checked
-    from featurebridge.transforms.train import load_analyzed, train_model
+    return run_train(
+        args.analyzed, args.output, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, eval_percent=args.eval_percent, seed=args.seed,
+        overwrite=args.overwrite,
+    )
 
-    tft_output, spec = load_analyzed(args.analyzed)  # fails early on a wrong directory
-    staged = StagedOutput(args.output, overwrite=args.overwrite)
+
+def run_train(
+    analyzed: str,
+    output: str,
+    *,
+    model: str = "wide_and_deep",
+    epochs: int = 5,
+    batch_size: int = 256,
+    learning_rate: float = 0.005,
+    eval_percent: int = 20,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Dict[str, object]:
+    """Trains, exports and writes the model directory atomically; returns its manifest.
+
+    Args:
+      analyzed: an analyze output directory.
+      output: the model directory to write.
+      model: linear, dnn or wide_and_deep.
+      epochs, batch_size, learning_rate, seed: training settings.
+      eval_percent: percent of rows held out for the eval split metrics.
+      overwrite: replace an existing ``output``.
+
+    Raises:
+      ArtifactError: ``analyzed`` is not an analyze output.
+      OutputExistsError: ``output`` exists and ``overwrite`` is False.
+      TrainingError: the analyzed data cannot be trained on (no rows, a
+        constant label, bad settings).
+    """
+    opened = layout.load_analyzed(analyzed)  # fails early on a wrong directory, without TF
+    spec = opened.spec
+    staged = stage_output(output, overwrite)
+    from featurebridge.pipelines.cli import quiet_tensorflow
+
+    quiet_tensorflow()
+    from featurebridge.transforms.export import export_serving_model  # TensorFlow: after the checks
+    from featurebridge.transforms.train import train_model
+
+    settings = dict(
+        model=model, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        eval_percent=eval_percent, seed=seed,
+    )
     started = time.monotonic()
     manifest: Dict[str, object] = {"job": "train", "started": provenance.utc_now()}
     try:
         result = train_model(
-            args.analyzed,
-            model_type=args.model,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            eval_percent=args.eval_percent,
-            learning_rate=args.learning_rate,
-            seed=args.seed,
+            analyzed,
+            model_type=model,
+            epochs=epochs,
+            batch_size=batch_size,
+            eval_percent=eval_percent,
+            learning_rate=learning_rate,
+            seed=seed,
         )
-        with open(os.path.join(args.analyzed, "manifest.json"), encoding="utf-8") as f:
-            analyzed_manifest = json.load(f)
+        analyzed_manifest = dict(opened.manifest)
         export = export_serving_model(
             result.model,
             result.head,
             result.features,
-            args.analyzed,
+            analyzed,
             spec,
-            os.path.join(staged.path, "serving"),
+            os.path.join(staged.path, layout.SERVING_DIR),
             warmup_examples(analyzed_manifest, spec),
         )
         metrics = dict(result.metrics)
-        metrics.update(model_type=args.model, head=result.head.to_dict(), training_loss_per_epoch=result.history)
-        provenance.write_json_atomic(os.path.join(staged.path, "metrics.json"), metrics)
+        metrics.update(model_type=model, head=result.head.to_dict(), training_loss_per_epoch=result.history)
+        provenance.write_json_atomic(os.path.join(staged.path, layout.METRICS_JSON), metrics)
         manifest.update(
             analyzed={
-                "path": os.path.abspath(args.analyzed),
-                "manifest_sha256": provenance.file_digest(os.path.join(args.analyzed, "manifest.json"))["sha256"],
+                "path": os.path.abspath(analyzed),
+                "manifest_sha256": provenance.file_digest(os.path.join(analyzed, layout.MANIFEST))["sha256"],
                 "spec_digest": analyzed_manifest.get("spec_digest"),
                 "rows": analyzed_manifest.get("rows", {}).get("used"),
             },
             spec=spec.to_dict(),
             spec_digest=spec.digest(),
-            options={k: v for k, v in vars(args).items() if k not in ("analyzed", "output", "overwrite")},
+            options=settings,
             features=[f.__dict__ for f in result.features],
             signatures=export["signatures"],
             metrics={
@@ -126,6 +162,7 @@ def metric_lines(metrics: Dict[str, object]) -> List[str]:
 
 
 def summarize(result: Dict[str, object], output: str) -> str:
+    """The CLI's one-screen summary of a train manifest."""
     rows = result["metrics"]["rows"]
     lines = [
         f"Trained on {rows['train']} rows, evaluated on {rows['eval']} held-out rows "
@@ -134,7 +171,8 @@ def summarize(result: Dict[str, object], output: str) -> str:
         f"  (baseline: {result['metrics']['baseline'].get('predicts', '')})",
         *(f"WARNING: {w}" for w in result["metrics"].get("label_warnings", [])),
         f"Model in {os.path.abspath(output)}:",
-        "  serving/ (signatures: " + ", ".join(sorted(result["signatures"])) + ")  metrics.json  manifest.json",
+        f"  {layout.SERVING_DIR}/ (signatures: " + ", ".join(sorted(result["signatures"]))
+        + f")  {layout.METRICS_JSON}  {layout.MANIFEST}",
     ]
     return "\n".join(lines)
 

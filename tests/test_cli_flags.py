@@ -12,6 +12,7 @@ from featurebridge.pipelines import cli
 from featurebridge.pipelines.options import (
     AnalyzeOptions,
     RunArgs,
+    RunnerConfigError,
     TrainArgs,
     UnknownOptionError,
     check_options,
@@ -113,6 +114,19 @@ def test_a_valid_runner_config_still_works(capsys, command):
     assert "is required" in err and "unknown option" not in err
 
 
+@pytest.mark.parametrize("name", ["direct", "flink-local.yaml"])
+def test_runner_config_takes_a_shipped_config_by_name(tmp_path, monkeypatch, name):
+    """A name that is no file here is a config shipped with the package; an
+    unknown one is refused, listing the shipped names."""
+    monkeypatch.chdir(tmp_path)  # no such file here: the shipped config is used
+    path = os.path.join(CONFIGS, name if name.endswith(".yaml") else f"{name}.yaml")
+    assert expand_runner_config(["--runner_config", name, "--input", "x"]) == expand_runner_config(
+        ["--runner_config", path, "--input", "x"]
+    )
+    with pytest.raises(RunnerConfigError, match=r"Runner config 'flinkk' does not exist\. .*: dataflow, direct, flink, "):
+        expand_runner_config(["--runner_config", "flinkk"])
+
+
 @pytest.mark.parametrize("name", ["direct.yaml", "flink.yaml", "flink-local.yaml", "portable.yaml", "spark.yaml"])
 def test_runner_config_flags_are_all_known(name):
     """What a config expands to (Flink's Java-only options too) passes the check
@@ -154,7 +168,7 @@ def test_check_options_raises_with_the_suggestions():
 
 def test_the_process_exits_2_before_importing_tensorflow(tmp_path):
     code = (
-        "import sys; from pipelines import cli; rc = cli.main(sys.argv[1:]); "
+        "import sys; from featurebridge.pipelines import cli; rc = cli.main(sys.argv[1:]); "
         "assert 'tensorflow' not in sys.modules; sys.exit(rc)"
     )
     proc = subprocess.run(

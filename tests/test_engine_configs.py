@@ -130,9 +130,8 @@ def test_local_worker_pool_runs_for_the_session_only():
 def test_tft_traces_are_serialized_across_threads():
     """Flink and Spark run stages on several threads of one SDK worker; TFT's
     object tracker is one global that asserts no other trace is active."""
-    import featurebridge.transforms  # noqa: F401  (installs the serialization)
+    from featurebridge.transforms import tft_concurrency  # importing the package installs the serialization
     from tensorflow_transform import annotators, impl_helper
-    from featurebridge.transforms import tft_concurrency
 
     assert tft_concurrency.installed()
     assert impl_helper.trace_and_write_v2_saved_model.__name__ == "trace_and_write_v2_saved_model"
