@@ -284,3 +284,12 @@ def test_skip_initial_space_reads_comma_space_files(tmp_path):
     assert rejected == []
     assert table.column("w").to_pylist() == [[b"State-gov"], []]
     assert table.column("y").to_pylist() == [[b"<=50K"], [b">50K "]]  # trailing spaces are data
+
+
+def test_io_still_exports_the_readers_and_validation_names():
+    from featurebridge.transforms import io, readers, validation
+
+    for name in io.__all__:
+        assert getattr(io, name) is not None, name
+    assert io.RejectedRow is validation.RejectedRow and io.table_to_batch is validation.table_to_batch
+    assert io.count_present is validation.count_present and io.infer_format is readers.infer_format

@@ -142,3 +142,12 @@ def test_constants_show_vocabulary_values_with_their_spaces(tmp_path):
     path = tmp_path / "vocab"
     path.write_bytes(b"3 New__SPACE__York\n1 Oslo\n")
     assert read_vocabulary(str(path)) == [{"value": "New York", "count": 3}, {"value": "Oslo", "count": 1}]
+
+
+def test_spec_still_exports_its_parts_and_tables():
+    from featurebridge.transforms import input_format, spec, spec_parts, spec_tables
+
+    for name in spec.__all__:
+        assert getattr(spec, name) is not None, name
+    assert spec.Column is spec_parts.Column and spec.InputFormat is input_format.InputFormat
+    assert spec.BOOL_SPELLINGS is spec_tables.BOOL_SPELLINGS
