@@ -31,7 +31,6 @@ benchmarks/RESULTS.md ("Flink: the Java -> Python boundary").
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -48,6 +47,8 @@ CHILD_MARK = "xlang_engines child: "
 CACHE_MILLIS = 3_600_000  # what LoopbackEnvironment.prepare gives the Java run
 PARALLELISM = 2
 SEED = 3
+JAVA_DIR = os.path.join(REPO_ROOT, "java")
+IT_CLASS = "org.featurebridge.FeatureBridgeEngineIT"  # what tests/test_java_engines.py runs
 
 
 # ---------------------------------------------------------------------------
@@ -119,6 +120,25 @@ def _child(config: Dict[str, str]) -> int:
 # The driver.
 
 
+def _env() -> Dict[str, str]:
+    """The services' environment, with the checkout on PYTHONPATH: SDK workers
+    import this module's functions (the python variant's parse and format steps)."""
+    from featurebridge.pipelines.local_cluster import worker_env
+
+    return worker_env({"PYTHONPATH": REPO_ROOT})
+
+
+def _maven_build(log_path: str) -> str:
+    """The java/ module's test classpath (featurebridge.pipelines.java_services.maven_build);
+    its timing line goes to stderr: stdout carries only the JSON."""
+    from featurebridge.pipelines.java_services import maven_build
+
+    started = time.monotonic()
+    cp = maven_build(JAVA_DIR, log_path, env=_env())
+    print(f"mvn test-compile: {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+    return cp
+
+
 def _load() -> List[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -150,23 +170,22 @@ class _Bench:
         self.count = 0
 
     def _launch(self, argv: List[str], log_path: str, cwd: str):
-        from tests.test_java_engines import _kill_group, _popen
+        from featurebridge.pipelines.engines import stop_process_group
+        from featurebridge.pipelines.java_services import popen_logged
 
         started = time.monotonic()
-        proc = _popen(argv, log_path, cwd)
+        proc = popen_logged(argv, log_path, cwd, _env())
         try:
             rc = proc.wait(timeout=self.timeout)
         except subprocess.TimeoutExpired:
             rc = None
         wall = time.monotonic() - started
-        _kill_group(proc)
+        stop_process_group(proc, grace=10)
         with open(log_path, encoding="utf-8", errors="replace") as f:
             text = f.read()
         return rc, round(wall, 1), text
 
     def run(self, variant: str, inputs: Dict[str, str], rows: int, label: str) -> dict:
-        from tests.test_java_engines import IT_CLASS, JAVA_DIR
-
         self.count += 1
         run_dir = os.path.join(inputs["dir"], f"{self.count:02d}_{variant}")
         out, analyze_dir = os.path.join(run_dir, "out"), os.path.join(run_dir, "analyzed")
@@ -246,38 +265,35 @@ def main(argv=None) -> int:
 
     import shutil
 
-    from featurebridge.pipelines import engines
-    from featurebridge.pipelines.local_cluster import free_port
-    from tests.test_expansion_service import start_server
-    from tests.test_java_engines import JOB_SERVERS, _capture, _maven_build, _Services
+    from featurebridge.expansion_service.process import expansion_service_process
+    from featurebridge.pipelines.java_services import ServiceGroup
 
     load_before = _load()
     base = tempfile.mkdtemp(prefix="fb_bench_xlang_engines_")
     logs = os.path.join(base, "logs")
     os.makedirs(logs)
     build: Dict[str, object] = {}
-    def _build() -> None:  # its timing line goes to stderr: stdout carries only the JSON
-        with contextlib.redirect_stdout(sys.stderr):
-            build.update(cp=_capture(_maven_build, os.path.join(logs, "mvn.log")))
+
+    def _build() -> None:
+        try:
+            build["cp"] = _maven_build(os.path.join(logs, "mvn.log"))
+        except BaseException as e:  # noqa: BLE001  (reported below)
+            build["cp"] = e
 
     builder = threading.Thread(target=_build)
     builder.start()
-    services = _Services(logs)
+    services = ServiceGroup(logs, _env(), REPO_ROOT)
     runs: List[dict] = []
     flink_log = ""
     try:
-        pool = free_port()
-        services.start("worker_pool", [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
-                                       f"--service_port={pool}"], pool)
-        jar, flags = JOB_SERVERS["flink"]
-        port = free_port()
-        services.start("flink", ["java", "-jar", os.path.join(engines.engines_dir(), jar), *flags,
-                                 f"--job-port={port}", f"--artifact-port={free_port()}", "--expansion-port=-1",
-                                 f"--artifacts-dir={os.path.join(base, 'flink_artifacts')}"], port)
+        services.start_worker_pool()
+        services.start_job_server("flink", os.path.join(base, "flink_artifacts"))
         services.wait("worker_pool")
-        with start_server(logs, "--environment", "external", "--environment_config",
-                          services.endpoint("worker_pool"), "--no_stage_project",
-                          name="expansion_service") as server:
+        with expansion_service_process(
+            args=["--environment", "external", "--environment_config", services.endpoint("worker_pool"),
+                  "--no_stage_project"],
+            env=_env(), log_path=os.path.join(logs, "expansion_service.log"), cwd=REPO_ROOT,
+        ) as server:
             services.wait("flink")
             builder.join()
             if not isinstance(build.get("cp"), str):

@@ -1,5 +1,7 @@
-"""Shared pytest fixtures. Fixtures that start real servers live beside the tests
-that use them; this file keeps the process environment sane for all tests."""
+"""Shared pytest fixtures: every fixture more than one test module uses is
+defined here (test modules import helpers, never fixtures or other test
+modules). Fixtures that one module alone uses live in it. This file also keeps
+the process environment sane for all tests."""
 
 import os
 import sys
@@ -26,6 +28,27 @@ def portable_cluster(tmp_path_factory):
 
     with start_cluster(str(tmp_path_factory.mktemp("portable_cluster")), env={"PYTHONPATH": REPO_ROOT}) as cluster:
         yield cluster
+
+
+# ---------------------------------------------------------------- shared whole runs
+
+
+@pytest.fixture(scope="session")
+def job(tmp_path_factory):
+    """The shared demo run with a model (tests.job_helpers.JobRun: sample data ->
+    analyze -> train -> export -> predict), once per test process."""
+    from tests.job_helpers import job_run
+
+    return job_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def in_process(tmp_path_factory):
+    """The cross-language stages run in process on the DirectRunner, the reference
+    the expansion-service clients are compared with (tests.xlang_helpers.in_process_run)."""
+    from tests.xlang_helpers import in_process_run
+
+    return in_process_run(tmp_path_factory)
 
 
 # ---------------------------------------------------------------- DirectRunner runs

@@ -21,27 +21,22 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import pytest
 
-from featurebridge.pipelines import engines
-from featurebridge.pipelines.engines import log_tail, stop_process_group
+from featurebridge.pipelines import engines, java_services
+from featurebridge.pipelines.engines import log_tail
+from featurebridge.pipelines.java_services import JOB_SERVERS, MAVEN_TIMEOUT_S, ServiceGroup
 from tests.engine_helpers import skip_or_fail
-from tests.job_helpers import job  # noqa: F401  (fixture: the shared demo run with a model)
-from featurebridge.pipelines.local_cluster import free_port, wait_for_port
+from tests.expansion_helpers import ANALYZE_ID, FQN_URN, PREDICT_ID, SCHEMA_TRANSFORM_URN, SPEC, TRANSFORM_ID, start_server
 from tests.repo import REPO_ROOT, worker_env
-from tests.test_expansion_service import ANALYZE_ID, PREDICT_ID, SPEC, TRANSFORM_ID, start_server
-from tests.xlang_helpers import (  # noqa: F401  (in_process: fixture)
+from tests.xlang_helpers import (
     assert_close,
     assert_rows_equal,
     held_out_rows,
-    in_process,
     raw_rows,
     read_jsonl,
     strip_rejected,
@@ -57,30 +52,16 @@ UNIT_TEST_CLASSES = [
     "org.featurebridge.SchemaTransformPayloadsTest",
     "org.featurebridge.RawRowsTest",
 ]
-MAVEN_TIMEOUT_S = 600  # online only the first time; offline it takes ~15 s
-START_TIMEOUT_S = 90
 JAVA_RUN_TIMEOUT_S = 240
-FQN_URN = "beam:transforms:python:fully_qualified_named"
-SCHEMA_TRANSFORM_URN = "beam:expansion:payload:schematransform:v1"
-JOB_SERVERS = {
-    "flink": (engines.FLINK_JOB_SERVER_JAR, ["--flink-master=[local]"]),
-    "spark": (engines.SPARK_JOB_SERVER_JAR, ["--spark-master-url=local[2]"]),
-}
 
 
 # ---------------------------------------------------------------------------
-# Tools and processes.
+# Tools and processes (featurebridge.pipelines.java_services), with the test environment.
 
 
 def _require_java_tools() -> None:
     """Skips (fails with CI=true) unless java, mvn and both job-server jars are here."""
-    problems = []
-    for tool in ("java", "mvn"):
-        if shutil.which(tool) is None:
-            problems.append(f"`{tool}` is not on PATH")
-    for jar, _ in JOB_SERVERS.values():
-        if not os.path.isfile(os.path.join(engines.engines_dir(), jar)):
-            problems.append(f"{jar} is missing from {engines.engines_dir()}")
+    problems = java_services.missing_java_tools()
     if problems:
         skip_or_fail(
             "The Java engine tests need Java 17 and Maven (e.g. `apt-get install "
@@ -93,30 +74,9 @@ def _tail(path: str, chars: int = 6000) -> str:
     return log_tail(path, chars)
 
 
-def _kill_group(proc: Optional[subprocess.Popen]) -> None:
-    stop_process_group(proc, grace=10)
-
-
-def _popen(argv: List[str], log_path: str, cwd: str = REPO_ROOT) -> subprocess.Popen:
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=worker_env(), cwd=cwd, start_new_session=True,
-        )
-
-
 def _run(argv: List[str], log_path: str, timeout: float, cwd: str) -> int:
     """Runs ``argv`` to completion (its own process group, killed on timeout); returns rc."""
-    proc = _popen(argv, log_path, cwd)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        with open(log_path, "a", encoding="utf-8") as f:
-            f.write(f"\n*** killed after {timeout:.0f} s ***\n")
-        return -1
-    finally:
-        _kill_group(proc)
+    return java_services.run_logged(argv, log_path, timeout, cwd, worker_env())
 
 
 # ---------------------------------------------------------------------------
@@ -125,48 +85,13 @@ def _run(argv: List[str], log_path: str, timeout: float, cwd: str) -> int:
 
 def _maven_build(log_path: str) -> str:
     """Compiles the module (offline when ~/.m2 has everything) and returns the test classpath."""
-    cp_file = os.path.join(JAVA_DIR, "target", "classpath.txt")
-    goals = ["-B", "-q", "test-compile", "dependency:build-classpath",
-             f"-Dmdep.outputFile={cp_file}", "-Dmdep.includeScope=test"]
     started = time.monotonic()
-    rc = _run(["mvn", "-o", *goals], log_path, MAVEN_TIMEOUT_S, JAVA_DIR)
-    if rc != 0 and "offline" in _tail(log_path):
-        rc = _run(["mvn", *goals], log_path, MAVEN_TIMEOUT_S, JAVA_DIR)  # fetch what is missing
-    if rc != 0:
-        pytest.fail(f"mvn could not build java/ (rc {rc}):\n{_tail(log_path)}")
+    try:
+        cp = java_services.maven_build(JAVA_DIR, log_path, MAVEN_TIMEOUT_S, worker_env())
+    except java_services.JavaBuildError as e:
+        pytest.fail(str(e))
     print(f"mvn test-compile: {time.monotonic() - started:.1f} s")
-    with open(cp_file, encoding="utf-8") as f:
-        deps = f.read().strip()
-    return os.pathsep.join([os.path.join(JAVA_DIR, "target", "test-classes"),
-                            os.path.join(JAVA_DIR, "target", "classes"), deps])
-
-
-class _Services:
-    """The worker pool, the expansion service and both job servers (started together)."""
-
-    def __init__(self, tmp: str):
-        self.tmp = tmp
-        self.procs: Dict[str, subprocess.Popen] = {}
-        self.ports: Dict[str, int] = {}
-        self.logs: Dict[str, str] = {}
-
-    def start(self, name: str, argv: List[str], port: int) -> None:
-        self.logs[name] = os.path.join(self.tmp, f"{name}.log")
-        self.ports[name] = port
-        self.procs[name] = _popen(argv, self.logs[name])
-
-    def wait(self, name: str) -> None:
-        wait_for_port(self.ports[name], self.procs[name], name, self.logs[name], START_TIMEOUT_S)
-
-    def endpoint(self, name: str) -> str:
-        return f"localhost:{self.ports[name]}"
-
-    def log(self, name: str) -> str:
-        return _tail(self.logs[name])
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            _kill_group(proc)
+    return cp
 
 
 @pytest.fixture(scope="session")  # session: pytest sets up wider scopes first
@@ -186,15 +111,11 @@ def java_engines(java_tools, tmp_path_factory, in_process, job):
     build: Dict[str, object] = {}
     builder = threading.Thread(target=lambda: build.update(cp=_capture(_maven_build, str(logs / "mvn.log"))))
     builder.start()
-    services = _Services(str(logs))
+    services = ServiceGroup(str(logs), worker_env(), REPO_ROOT)
     try:
-        services.start("worker_pool", [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
-                                       f"--service_port={(pool := free_port())}"], pool)
-        for name, (jar, flags) in JOB_SERVERS.items():
-            port = free_port()
-            services.start(name, ["java", "-jar", os.path.join(engines.engines_dir(), jar), *flags,
-                                  f"--job-port={port}", f"--artifact-port={free_port()}", "--expansion-port=-1",
-                                  f"--artifacts-dir={tmp / (name + '_artifacts')}"], port)
+        services.start_worker_pool()
+        for name in JOB_SERVERS:
+            services.start_job_server(name, str(tmp / (name + "_artifacts")))
         services.wait("worker_pool")
         with start_server(str(logs), "--environment", "external", "--environment_config",
                           services.endpoint("worker_pool"), "--no_stage_project",
@@ -258,7 +179,7 @@ def _write_inputs(tmp, in_process_run, job_run) -> Dict[str, str]:
     }
 
 
-def _run_engine_it(engine: str, cp: str, props: Dict[str, str], log_dir: str, services: _Services) -> dict:
+def _run_engine_it(engine: str, cp: str, props: Dict[str, str], log_dir: str, services: ServiceGroup) -> dict:
     """Runs FeatureBridgeEngineIT (JUnit, LOOPBACK Java workers in that JVM) on one engine."""
     log_path = os.path.join(log_dir, f"java_{engine}.log")
     argv = ["java", "-cp", cp, *[f"-Dfeaturebridge.{k}={v}" for k, v in props.items()],
