@@ -1,9 +1,11 @@
 """constants.json: the analyzer results in plain JSON, readable from any language.
 
 Numeric results (fill values, mean/variance, min/max, quantile boundaries)
-come from the constants transform_fn that `AnalyzeAndTransform` writes beside
-the real one: it runs the same TFT analyzers on the same inputs, and is
-evaluated here once on a dummy row (its outputs do not depend on the row).
+reach `compute_constants` as one value, ``{key: [floats]}``, that
+`featurebridge.transforms.analyze.AnalyzeAndTransform` computes inside the
+pipeline: on the plain TFT path by evaluating a constants transform_fn (the
+same TFT analyzers on the same inputs) once on a dummy row with
+`evaluate_constants_fn`, on the fast path straight from its combine.
 Vocabularies are read from the transform_fn's own vocabulary files.
 """
 
@@ -11,16 +13,16 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from featurebridge.transforms.analyze import CONSTANTS_FN_DIR
+from featurebridge.transforms.layout import TRANSFORM_FN_DIR
 from featurebridge.transforms.preprocessing import CONSTANTS_PREFIX, fill_vocabulary_name, label_vocabulary_name
 from featurebridge.transforms.spec import FeatureSpec
 
-__all__ = ["compute_constants", "read_vocabulary"]
+__all__ = ["compute_constants", "evaluate_constants_fn", "read_vocabulary"]
 
 _VOCAB_TYPES = ("vocabulary", "ngrams", "bag_of_words", "tfidf")
 _ENCODED_SPACE = b"__SPACE__"
@@ -58,22 +60,30 @@ def read_vocabulary(
     return entries
 
 
-def _evaluate_constants(constants_dir: str, spec: FeatureSpec) -> Dict[str, List[float]]:
-    # The fast analyze path (featurebridge.transforms.fast_analyze) writes the same values,
-    # keyed the same way, as JSON instead of a constants transform_fn.
-    fast = os.path.join(constants_dir, "constants.json")
-    if os.path.exists(fast):
-        import json
+def evaluate_constants_fn(saved_model_dir: str, spec: FeatureSpec) -> Dict[str, List[float]]:
+    """The numeric analyzer results held by a constants transform_fn.
 
-        with open(fast, encoding="utf-8") as f:
-            return json.load(f)
-    output = tft.TFTransformOutput(constants_dir)
+    Runs the SavedModel that ``tft_beam.AnalyzeDataset(build_constants_fn(spec))``
+    produced (its transform_fn PCollection's one element is this path) on one
+    dummy row: its outputs are analyzer results broadcast over the batch, so
+    they do not depend on the row.
+
+    Args:
+      saved_model_dir: the constants transform_fn's SavedModel directory.
+      spec: the spec the constants fn was built from (its raw columns).
+
+    Returns:
+      {"<column>/fill" | "<output>/mean" | ... : [floats]} (the
+      ``__constant__/`` prefix removed). A spec with no numeric analyzer gives
+      {"none": [0.0]}, a placeholder nothing reads.
+    """
+    transform_fn = tf.saved_model.load(saved_model_dir).transform_fn
     dummy = {}
     for c in spec.columns:
         dtype = {"float": tf.float32, "int": tf.int64, "string": tf.string}[c.storage]
         value = tf.constant(["x"] if c.storage == "string" else [0], dtype=dtype)
         dummy[c.name] = tf.SparseTensor(indices=[[0, 0]], values=value, dense_shape=[1, 1])
-    result = output.transform_raw_features(dummy)
+    result = transform_fn(dummy)
     values = {}
     for key, tensor in result.items():
         if key.startswith(CONSTANTS_PREFIX + "/"):
@@ -82,7 +92,7 @@ def _evaluate_constants(constants_dir: str, spec: FeatureSpec) -> Dict[str, List
 
 
 def _custom_fn_constants(output_dir: str, spec: FeatureSpec) -> Dict[str, object]:
-    assets = os.path.join(output_dir, "transform_fn", "assets")
+    assets = os.path.join(output_dir, TRANSFORM_FN_DIR, "assets")
     vocabularies = {}
     if os.path.isdir(assets):
         for name in sorted(os.listdir(assets)):
@@ -107,14 +117,21 @@ def _finite(x: float) -> Optional[float]:
 def compute_constants(
     output_dir: str,
     spec: FeatureSpec,
+    numeric: Optional[Mapping[str, Sequence[float]]] = None,
     top_entries: int = 20,
     custom_preprocessing_fn: bool = False,
 ) -> Dict[str, object]:
     """Builds the constants.json payload for an analyzed directory.
 
     Args:
-      output_dir: a directory holding transform_fn/ (and _constants_fn/ for a spec run).
+      output_dir: a directory holding transform_fn/.
       spec: the spec used for the analysis.
+      numeric: the numeric analyzer results of a spec-built run, ``{key:
+        [floats]}`` keyed ``"<column>/fill"``, ``"<output>/mean"``, ``"/var"``,
+        ``"/min"``, ``"/max"``, ``"/boundaries"`` (the analyzer-results
+        PCollection of `AnalyzeAndTransform`). None is read as {}: a mean or
+        median fill is then null, and a zscore, scaling or bucketize output
+        raises KeyError. Ignored with `custom_preprocessing_fn`.
       top_entries: how many top vocabulary entries to list, with counts.
       custom_preprocessing_fn: the transform_fn came from a user's
         preprocessing_fn, so the spec's transforms do not describe it: only the
@@ -127,8 +144,7 @@ def compute_constants(
     tft_output = tft.TFTransformOutput(output_dir)
     if custom_preprocessing_fn:
         return _custom_fn_constants(output_dir, spec)
-    constants_dir = os.path.join(output_dir, CONSTANTS_FN_DIR)
-    numeric = _evaluate_constants(constants_dir, spec) if os.path.isdir(constants_dir) else {}
+    numeric = dict(numeric or {})
 
     columns: Dict[str, object] = {}
     for c in spec.columns:
