@@ -13,6 +13,8 @@ from typing import Dict, Iterable, Mapping, Optional
 
 from apache_beam.io.filesystems import FileSystems
 
+from featurebridge.transforms.layout import MANIFEST
+
 __all__ = [
     "directory_digests",
     "seal_manifest",
@@ -95,7 +97,7 @@ def seal_manifest(directory: str, manifest: Dict[str, object]) -> Dict[str, obje
     manifest.update(
         finished=utc_now(),
         versions=package_versions(),
-        outputs=directory_digests(directory, exclude=("manifest.json",)),
+        outputs=directory_digests(directory, exclude=(MANIFEST,)),
     )
-    write_json_atomic(os.path.join(directory, "manifest.json"), manifest)
+    write_json_atomic(os.path.join(directory, MANIFEST), manifest)
     return manifest
