@@ -2,7 +2,7 @@
 
 `run(argv)` is the command (usage: featurebridge.pipelines.commands);
 `run_analyze` is the same job with typed arguments, for callers in Python
-(`featurebridge run`). Also ``python -m featurebridge.pipelines.analyze ...``.
+(`featurebridge run`). Also ``python -m featurebridge.pipelines analyze ...``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from featurebridge.transforms.spec import FeatureSpec, load_spec
 # run_analyze imports them only after the options and the spec are validated, so a
 # usage error comes back in seconds.
 
-__all__ = ["UsageError", "main", "run", "run_analyze", "summarize"]
+__all__ = ["UsageError", "run", "run_analyze", "summarize"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def run_analyze(
     reader = fb_io.ReadRawData(patterns, spec, input_format, batch_size)
     if os.path.exists(output) and not overwrite:
         StagedOutput.refuse_existing(output)
-    from featurebridge.pipelines.cli import quiet_tensorflow
+    from featurebridge.pipelines.tf_logging import quiet_tensorflow
 
     quiet_tensorflow()
     from featurebridge.transforms.analyze import AnalyzeToDirectory
@@ -190,12 +190,3 @@ def summarize(result: Dict[str, object], output: str) -> str:
             lines.append("  Rejected by column and reason: " + ", ".join(f"{problem} ({count})" for problem, count in by.items()))
     return "\n".join(lines)
 
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    from featurebridge.pipelines.cli import run_command
-
-    return run_command("analyze", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

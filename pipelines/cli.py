@@ -17,8 +17,9 @@ import sys
 from typing import Callable, Optional, Sequence
 
 from featurebridge.pipelines.commands import COMMANDS
+from featurebridge.pipelines.tf_logging import quiet_tensorflow
 
-__all__ = ["COMMANDS", "main", "quiet_tensorflow", "run_command"]
+__all__ = ["COMMANDS", "main", "run_command"]
 
 _USAGE = """usage: featurebridge COMMAND [options]
 
@@ -29,12 +30,6 @@ Run `featurebridge COMMAND --help` for a command's options; `featurebridge --ver
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
-
-
-def quiet_tensorflow() -> None:
-    """Keeps TensorFlow's C++ start-up chatter out of users' terminals unless
-    they ask for it (TF_CPP_MIN_LOG_LEVEL=0). Jobs call it before importing TF."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _configure_logging() -> None:

@@ -39,7 +39,7 @@ _ANALYZE = """\
 
     featurebridge analyze --input 'data/*.csv' --spec spec.yaml --output OUT
 
-Also ``python -m featurebridge.pipelines.analyze ...``. Any Beam pipeline option may follow
+Also ``python -m featurebridge.pipelines analyze ...``. Any Beam pipeline option may follow
 (``--runner``, ``--direct_num_workers``...), or come from ``--runner_config``."""
 
 _TRAIN = """\

@@ -18,7 +18,7 @@ from featurebridge.pipelines.options import DemoArgs
 from featurebridge.transforms import layout
 from featurebridge.transforms.errors import OutputExistsError
 
-__all__ = ["main", "run", "summarize"]
+__all__ = [ "run", "summarize"]
 
 _LOG = logging.getLogger(__name__)
 _DATA_DIR = "data"
@@ -85,12 +85,3 @@ def summarize(result: Dict[str, object], output: str = "") -> str:
         + run_summary(result, output)
     )
 
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    from featurebridge.pipelines.cli import run_command
-
-    return run_command("demo", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

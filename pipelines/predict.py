@@ -26,7 +26,7 @@ from featurebridge.transforms import io as fb_io
 from featurebridge.transforms import layout, provenance
 from featurebridge.transforms.errors import CountMismatchError, UsageError
 
-__all__ = ["PREDICTIONS_PREFIX", "UsageError", "main", "run", "run_predict", "summarize"]
+__all__ = ["PREDICTIONS_PREFIX", "UsageError", "run", "run_predict", "summarize"]
 
 _LOG = logging.getLogger(__name__)
 PREDICTIONS_PREFIX = layout.PREDICTIONS_PREFIX
@@ -108,7 +108,7 @@ def run_predict(
       CountMismatchError: from the pipeline; no output directory is left.
     """
     pipeline_args = list(pipeline_args)
-    from featurebridge.pipelines.cli import quiet_tensorflow
+    from featurebridge.pipelines.tf_logging import quiet_tensorflow
 
     quiet_tensorflow()
     from featurebridge.transforms.predict import Predict  # TensorFlow: after the flags are checked
@@ -179,12 +179,3 @@ def summarize(result: Dict[str, object], output: str) -> str:
         lines.append(f"  rejected rows with reasons: {os.path.join(os.path.abspath(output), layout.REJECTED_DIR)}/")
     return "\n".join(lines)
 
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    from featurebridge.pipelines.cli import run_command
-
-    return run_command("predict", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

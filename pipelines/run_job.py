@@ -20,7 +20,7 @@ from featurebridge.pipelines.options import MODEL_TYPES, RunArgs, check_options,
 from featurebridge.transforms import layout, provenance
 from featurebridge.transforms.errors import OutputExistsError, UsageError
 
-__all__ = ["main", "run", "run_job", "split_inputs", "summarize"]
+__all__ = [ "run", "run_job", "split_inputs", "summarize"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -259,12 +259,3 @@ def summarize(result: Dict[str, object], output: str = "") -> str:
     ]
     return "\n".join(lines)
 
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    from featurebridge.pipelines.cli import run_command
-
-    return run_command("run", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

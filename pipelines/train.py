@@ -17,7 +17,7 @@ from featurebridge.pipelines.options import TrainArgs
 from featurebridge.pipelines.staging import stage_output
 from featurebridge.transforms import layout, provenance
 
-__all__ = ["main", "metric_lines", "run", "run_train", "summarize", "warmup_examples"]
+__all__ = [ "metric_lines", "run", "run_train", "summarize", "warmup_examples"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def run_train(
     opened = layout.load_analyzed(analyzed)  # fails early on a wrong directory, without TF
     spec = opened.spec
     staged = stage_output(output, overwrite)
-    from featurebridge.pipelines.cli import quiet_tensorflow
+    from featurebridge.pipelines.tf_logging import quiet_tensorflow
 
     quiet_tensorflow()
     from featurebridge.transforms.export import export_serving_model  # TensorFlow: after the checks
@@ -176,12 +176,3 @@ def summarize(result: Dict[str, object], output: str) -> str:
     ]
     return "\n".join(lines)
 
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    from featurebridge.pipelines.cli import run_command
-
-    return run_command("train", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,7 +25,8 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.typehints.row_type import RowTypeConstraint
 
-from featurebridge.transforms import io as fb_io
+from featurebridge.transforms import validation
+from featurebridge.transforms.errors import InputError
 from featurebridge.transforms.spec import TIMESTAMP_PARTS, FeatureSpec
 
 __all__ = [
@@ -139,20 +140,20 @@ def check_input_fields(pcoll, required: Sequence[str], transform: str) -> None:
     """Fails expansion when a schema'd input lacks a field the spec needs.
 
     Raises:
-      ValueError: naming the missing fields and the fields the Rows have.
+      InputError: naming the missing fields and the fields the Rows have.
     """
     names = input_field_names(pcoll)
     if names is None:
         return
     missing = [c for c in required if c not in names]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{transform}: the input Rows lack field(s) {missing} that the feature spec "
             f"needs; they have {names[:50]}. Send one field per raw column (nullable)."
         )
 
 
-def rejected_to_row(r: fb_io.RejectedRow) -> beam.Row:
+def rejected_to_row(r: validation.RejectedRow) -> beam.Row:
     """A rejected row as a `REJECTED_ROW_TYPE` Row."""
     return beam.Row(source=r.source, row=int(r.row), column=r.column, value=r.value, reason=r.reason)
 
@@ -212,7 +213,7 @@ class _RowsToBatchesFn(beam.DoFn):
             return
         table = pa.table({c: _column_array([getattr(r, c, None) for r in rows]) for c in self._columns})
         source = f"rows:{uuid.uuid4().hex[:12]}"
-        batch, rejected = fb_io.table_to_batch(table, self._spec, source=source, include_position=self._include_position)
+        batch, rejected = validation.table_to_batch(table, self._spec, source=source, include_position=self._include_position)
         for r in rejected:
             yield beam.pvalue.TaggedOutput("rejected", r)
         if batch is not None:
@@ -220,7 +221,7 @@ class _RowsToBatchesFn(beam.DoFn):
         used = batch.num_rows if batch is not None else 0
         present = dict.fromkeys(self._spec.column_names, 0)
         if batch is not None:
-            fb_io.count_present(batch, present)
+            validation.count_present(batch, present)
         yield beam.pvalue.TaggedOutput(
             "stats", {"source": source, "read": len(rows), "used": used, "rejected": len(rejected), "present": present}
         )
@@ -231,7 +232,7 @@ class _RowsToBatchesFn(beam.DoFn):
         key's passthrough copy last."""
         if not self._absent and not self._pass_key:
             return batch
-        schema = fb_io.arrow_schema_for(self._full, self._include_position)
+        schema = validation.arrow_schema_for(self._full, self._include_position)
         arrays = [
             batch.column(field.name) if field.name in batch.schema.names else pa.nulls(batch.num_rows, field.type)
             for field in schema
