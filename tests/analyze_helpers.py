@@ -234,7 +234,8 @@ def analyze_and_transform_rows(
     features, bytes for strings), in no particular order.
 
     Args:
-      rows: input rows as dicts. With ``spec``: raw column -> value, None or an
+      rows: input rows as dicts. With ``spec``: raw column -> value as the
+        column stores it (float, int or string; bool as 0/1), None or an
         absent column meaning missing (the spec's missing policy then applies,
         as in the product: NaN, blank strings and null markers are missing too).
         Without: TFT instance dicts for ``input_feature_spec``.

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from featurebridge.pipelines import engines
+from featurebridge.pipelines.java_services import JOB_SERVERS
 from featurebridge.pipelines.local_cluster import remote_ports
 from tests.repo import REPO_ROOT, worker_env
 from tests.runner_helpers import analyze_argv
@@ -24,7 +25,7 @@ __all__ = ["CONFIGS", "JARS", "REPO", "KilledFlinkJob", "engine_available", "req
 
 REPO = REPO_ROOT
 CONFIGS = os.path.join(REPO, "runner_configs")
-JARS = {"flink": engines.FLINK_JOB_SERVER_JAR, "spark": engines.SPARK_JOB_SERVER_JAR}
+JARS = {name: jar for name, (jar, _) in JOB_SERVERS.items()}
 JOB_TIMEOUT_S = 300
 # Beam's Java runner waits 3 minutes for a dead worker's data stream before failing.
 KILLED_JOB_TIMEOUT_S = 330
