@@ -7,10 +7,7 @@ from collections import Counter
 
 import pytest
 
-from tests import job_helpers
 from tests.job_helpers import EPOCHS, ROWS
-
-job = job_helpers.job  # the shared run of the whole job (a session fixture)
 
 
 def test_sample_data_is_seeded_skewed_and_has_missing_values():

@@ -17,13 +17,11 @@ from apache_beam.transforms.external import (
     SchemaAwareExternalTransform,
 )
 
-from tests.job_helpers import job  # noqa: F401  (fixture: the shared demo run with a model)
 from tests.expansion_helpers import ANALYZE_ID, FQN_URN, PREDICT_ID, SPEC, Raw, start_server
-from tests.xlang_helpers import (  # noqa: F401  (in_process: fixture)
+from tests.xlang_helpers import (
     assert_close,
     assert_rows_equal,
     held_out_rows,
-    in_process,
     raw_rows,
     read_jsonl,
     strip_rejected,

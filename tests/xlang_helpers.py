@@ -22,7 +22,6 @@ __all__ = [
     "assert_close",
     "assert_rows_equal",
     "held_out_rows",
-    "in_process",
     "in_process_run",
     "raw_rows",
     "read_jsonl",
@@ -119,12 +118,6 @@ def in_process_run(tmp_path_factory) -> dict:
             "rejected": read_jsonl(str(tmp / "rejected.jsonl")),
         }
     return _RUN["run"]
-
-
-@pytest.fixture(scope="session")
-def in_process(tmp_path_factory):
-    """The reference results (see `in_process_run`)."""
-    return in_process_run(tmp_path_factory)
 
 
 def held_out_rows(job, spec):
