@@ -238,6 +238,44 @@ def test_every_path_gives_the_same_predictions(paths_results):
         np.testing.assert_allclose(got, reference, rtol=0, atol=1e-6, err_msg=path)
 
 
+# A fresh interpreter that does what a prediction worker does: the handler
+# loads the model and calls it on Arrow batches. It must not import TFT or Keras.
+_WORKER_SCRIPT = r"""
+import json, sys
+from featurebridge.transforms import io as fb_io
+from featurebridge.transforms.predict import ServingModelHandler, load_serving_spec
+
+model_dir, path = sys.argv[1:3]
+handler = ServingModelHandler(model_dir)
+spec = load_serving_spec(model_dir)
+batches = [v for k, v in fb_io.read_file(path, spec, include_position=True) if k == "batch"]
+results = handler.run_inference(batches, handler.load_model())
+probabilities = [float(p) for r in results for p in r.inference["probability"]]
+leaked = [m for m in ("tensorflow_transform", "tf_keras", "tfx_bsl") if m in sys.modules]
+print(json.dumps({"probability": probabilities, "leaked": leaked}))
+"""
+
+
+def test_a_prediction_worker_feeds_arrow_columns_without_tft_or_keras(trained, paths_results):
+    import subprocess
+    import sys
+
+    root, _ = trained
+    _, predictions, _, _ = paths_results
+    script = root / "worker.py"
+    script.write_text(_WORKER_SCRIPT)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_USE_LEGACY_KERAS", None)  # set, it makes `import tensorflow` load tf_keras
+    proc = subprocess.run(
+        [sys.executable, str(script), str(root / "model"), str(root / "probes" / "probe.csv")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["leaked"] == []
+    np.testing.assert_allclose(out["probability"], predictions["serving_default"], rtol=0, atol=1e-6)
+
+
 def test_missing_values_get_the_fill_not_a_value_of_their_own(paths_results):
     features, _, _, tft_output = paths_results
     got = features["transform_features"]

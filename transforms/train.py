@@ -4,16 +4,17 @@ baseline.
 
 The model is `featurebridge.transforms.model`'s, the head and its outputs the
 serving contract's (`featurebridge.transforms.serving`), the scores
-`featurebridge.transforms.metrics`'. Names that used to live here (the model's,
-the metrics', `Head`, `outputs_from_logits`) are re-exported for their
-importers.
+`featurebridge.transforms.metrics`', and the analyze output is opened by
+`featurebridge.transforms.layout.load_analyzed`. Names that used to live here
+(the model's, the metrics', `Head`, `outputs_from_logits`) are re-exported for
+their importers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -38,7 +39,6 @@ from featurebridge.transforms.spec import SPLIT_FEATURE, FeatureSpec
 __all__ = [
     "TrainResult",
     "TrainingError",
-    "load_analyzed",
     "make_dataset",
     "train_model",
     # Re-exported from model, metrics and serving for their importers.
@@ -72,17 +72,6 @@ class TrainResult:
     features: List[FeatureInfo]
     metrics: Dict[str, object]
     history: List[float]
-
-
-def load_analyzed(analyzed_dir: str) -> Tuple[tft.TFTransformOutput, FeatureSpec]:
-    """Kept for older callers; use `layout.load_analyzed(dir)`, whose
-    `.tft_output()` and `.spec` these are.
-
-    Raises:
-      ArtifactError: the directory is not an analyze output.
-    """
-    analyzed = layout.load_analyzed(analyzed_dir)
-    return analyzed.tft_output(), analyzed.spec
 
 
 # ---------------------------------------------------------------------------
