@@ -20,7 +20,6 @@ is the one test the service uses to tell such errors from bugs.
 
 from __future__ import annotations
 
-import sys
 from typing import Dict, Iterable, Sequence
 
 from featurebridge.expansion_service import registry
@@ -93,22 +92,7 @@ def is_caller_error(error: BaseException) -> bool:
     """Whether `error` is about what the caller sent (its message is written
     for the caller) rather than a bug: every `FeaturebridgeError` is, whether
     the gate, the registry or a stage raised it."""
-    return isinstance(error, FeaturebridgeError) or _raised_by_input_field_check(error)
-
-
-def _raised_by_input_field_check(error: BaseException) -> bool:
-    """Transitional: ``featurebridge.transforms.xlang._check_input_fields`` (the
-    stages' "the input Rows lack field(s) ..." check) still raises a plain
-    ValueError. It is recognised by the function that raised it (its code
-    object), never by text. Remove once it raises InputError."""
-    if type(error) is not ValueError:
-        return False
-    xlang = sys.modules.get("featurebridge.transforms.xlang")
-    check = getattr(getattr(xlang, "_check_input_fields", None), "__code__", None)
-    tb = error.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return check is not None and tb is not None and tb.tb_frame.f_code is check
+    return isinstance(error, FeaturebridgeError)
 
 
 # ---------------------------------------------------------------------------

@@ -13,14 +13,15 @@ The names of the other analyze modules stay importable from here.
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import apache_beam as beam
+import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
-from featurebridge.transforms import io as fb_io
+from featurebridge.transforms import validation as fb_io
 from featurebridge.transforms.constants import evaluate_constants_fn
 from featurebridge.transforms.errors import CountMismatchError, EmptyDataError
 from featurebridge.transforms.example_shards import WriteExampleShards
@@ -52,18 +53,30 @@ __all__ = [
 ANALYZERS = ("auto", "tft")
 
 
-def tensor_adapter_config(spec: FeatureSpec) -> tensor_adapter.TensorAdapterConfig:
-    """How TFT turns our RecordBatches into tensors: one VarLen sparse tensor per column."""
+def tensor_adapter_config(spec: FeatureSpec, passthrough: Sequence[pa.Field] = ()) -> tensor_adapter.TensorAdapterConfig:
+    """How TFT turns our RecordBatches into tensors: one VarLen sparse tensor per
+    column. `passthrough` columns follow the spec's in the Arrow schema, without
+    a tensor: TFT copies them to its output (tft_beam.Context(passthrough_keys=...))."""
     schema = schema_utils.schema_from_feature_spec(raw_feature_spec(spec))
     representations = tensor_representation_util.InferTensorRepresentationsFromSchema(schema)
-    return tensor_adapter.TensorAdapterConfig(fb_io.arrow_schema_for(spec), representations)
+    arrow_schema = fb_io.arrow_schema_for(spec)
+    for field in passthrough:
+        arrow_schema = arrow_schema.append(field)
+    return tensor_adapter.TensorAdapterConfig(arrow_schema, representations)
+
+
+def _without(pair, names: Sequence[str]):
+    """TFT's (transformed batch, unary passthrough) without the passthrough columns."""
+    batch, unary = pair
+    return batch.select([n for n in batch.schema.names if n not in names]), unary
 
 
 class AnalyzeAndTransform(beam.PTransform):
     """Analyzes RecordBatches with TFT and writes the artifacts under `output_dir`.
 
     Input: a PCollection of pa.RecordBatch in `featurebridge.transforms.io.arrow_schema_for(spec)`.
-    Output: {"transformed_rows": PCollection with one int, the number of
+    Output: {"transformed": TFT's transformed pa.RecordBatches (then the
+    `passthrough` columns); "transformed_rows": PCollection with one int, the number of
     transformed examples; "written": [PCollections that complete when each
     artifact is written] (use them as side inputs to run after the writes);
     "analyzer_results": for a spec-built run, a PCollection with one element,
@@ -89,6 +102,9 @@ class AnalyzeAndTransform(beam.PTransform):
         where the spec allows it, else plain TFT analyzers) or "tft" (always
         plain TFT analyzers). Both give the same transform_fn up to float
         rounding and the quantile sketch's bound.
+      passthrough: input columns after the spec's (Arrow fields, not graph
+        inputs) that TFT copies, row for row, to the "transformed" output; the
+        written examples leave them out.
     """
 
     def __init__(
@@ -99,8 +115,10 @@ class AnalyzeAndTransform(beam.PTransform):
         preprocessing_fn: Optional[Callable] = None,
         transform_input=None,
         analyzer: str = "auto",
+        passthrough: Sequence[pa.Field] = (),
     ):
         super().__init__()
+        self._passthrough = list(passthrough)
         if analyzer not in ANALYZERS:
             raise ValueError(f"analyzer must be one of {list(ANALYZERS)}; got {analyzer!r}.")
         self._analyzer = analyzer
@@ -111,7 +129,8 @@ class AnalyzeAndTransform(beam.PTransform):
         self._transform_input = transform_input
 
     def expand(self, batches):
-        config = tensor_adapter_config(self._spec)
+        config = tensor_adapter_config(self._spec, self._passthrough)
+        passthrough_keys = [f.name for f in self._passthrough]
         # Issue 6: when the spec allows it, one vectorised analyzer in one phase
         # (featurebridge.transforms.fast_analyze) replaces TFT's per-analyzer combines, and it
         # also yields the constants, so the second AnalyzeConstants pass is skipped.
@@ -130,7 +149,7 @@ class AnalyzeAndTransform(beam.PTransform):
             preprocessing_fn = self._user_fn or build_preprocessing_fn(self._spec)
         # One meaning of "missing" inside the graph, and the split bucket, for every kind of fn.
         preprocessing_fn = with_shared_rules(self._spec, preprocessing_fn)
-        with tft_beam.Context(temp_dir=self._temp_dir):
+        with tft_beam.Context(temp_dir=self._temp_dir, passthrough_keys=set(passthrough_keys)):
             if self._transform_input is None:
                 (transformed, transformed_metadata), transform_fn = (
                     batches,
@@ -150,8 +169,11 @@ class AnalyzeAndTransform(beam.PTransform):
                     transform_fn,
                 ) | "TransformDataset" >> tft_beam.TransformDataset(output_record_batches=True)
             written = [transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(self._output_dir)]
+            to_write = transformed
+            if passthrough_keys:
+                to_write = transformed | "DropPassthrough" >> beam.Map(_without, passthrough_keys)
             # Issue 6: one Beam element per RecordBatch, not per example; see WriteExampleShards.
-            shards = transformed | "WriteTransformed" >> WriteExampleShards(
+            shards = to_write | "WriteTransformed" >> WriteExampleShards(
                 transformed_metadata, os.path.join(self._output_dir, TRANSFORMED_DIR), self._temp_dir
             )
             written.append(shards)
@@ -170,7 +192,9 @@ class AnalyzeAndTransform(beam.PTransform):
                 results = constants_fn | "EvaluateConstants" >> beam.Map(_evaluate_constants, self._spec.to_json())
             else:
                 results = None
-        return {"transformed_rows": shards, "written": written, "analyzer_results": results}
+        batches_out = transformed | "TransformedBatches" >> beam.Map(lambda pair: pair[0])
+        return {"transformed": batches_out, "transformed_rows": shards, "written": written,
+                "analyzer_results": results}
 
 
 def _evaluate_constants(saved_model_dir: str, spec_json: str):
@@ -186,9 +210,11 @@ class AnalyzeToDirectory(beam.PTransform):
     ``read == used + rejected`` and that some rows were used, then (when
     `final_dir` is given) renames the staging directory to `final_dir`.
 
-    Output: a PCollection with one element, the path of the finished directory.
-    Pass `transform_input` (a second read's batches) to keep memory flat; see
-    `AnalyzeAndTransform`.
+    Output: {"directory": a PCollection with one element, the path of the
+    finished directory; "transformed": TFT's transformed pa.RecordBatches,
+    followed by the `passthrough` columns}. Pass `transform_input` (a second
+    read's batches) to keep memory flat, and `passthrough` to carry input
+    columns (a key) to the transformed batches; see `AnalyzeAndTransform`.
 
     Raises (at run time, failing the pipeline):
       EmptyDataError: no usable rows.
@@ -204,8 +230,10 @@ class AnalyzeToDirectory(beam.PTransform):
         manifest: Optional[dict] = None,
         transform_input=None,
         analyzer: str = "auto",
+        passthrough: Sequence[pa.Field] = (),
     ):
         super().__init__()
+        self._passthrough = list(passthrough)
         self._transform_input = transform_input
         self._analyzer = analyzer
         self._spec = spec
@@ -225,6 +253,7 @@ class AnalyzeToDirectory(beam.PTransform):
             self._spec, self._staging, os.path.join(self._staging, TEMP_SUBDIR), self._user_fn,
             transform_input=self._transform_input,
             analyzer=self._analyzer,
+            passthrough=self._passthrough,
         )
         done = {f"written_{i}": beam.pvalue.AsList(p) for i, p in enumerate(analyzed["written"])}
         used = (
@@ -244,7 +273,7 @@ class AnalyzeToDirectory(beam.PTransform):
             commit=self._final_dir is not None,
             custom_fn=self._user_fn is not None,
         )
-        return (
+        directory = (
             batches.pipeline
             | "FinalizeTrigger" >> beam.Create([None])
             | "Finalize"
@@ -259,3 +288,4 @@ class AnalyzeToDirectory(beam.PTransform):
                 **done,
             )
         )
+        return {"directory": directory, "transformed": analyzed["transformed"]}

@@ -28,22 +28,6 @@ from featurebridge.transforms.spec import FeatureSpec
 __all__ = ["TransformBatches"]
 
 
-def _adapter_config(spec: FeatureSpec, passthrough: Sequence[pa.Field]):
-    """TFT's tensor adapter config for `spec`'s batches, plus passthrough columns
-    (in the Arrow schema, without a tensor representation)."""
-    from tfx_bsl.tfxio import tensor_adapter
-
-    from featurebridge.transforms.analyze import tensor_adapter_config
-
-    config = tensor_adapter_config(spec)
-    if not passthrough:
-        return config
-    schema = config.arrow_schema
-    for field in passthrough:
-        schema = schema.append(field)
-    return tensor_adapter.TensorAdapterConfig(schema, config.tensor_representations)
-
-
 class TransformBatches(beam.PTransform):
     """Raw RecordBatches -> transformed RecordBatches with the transform_fn in `analyzed_dir`.
 
@@ -67,7 +51,9 @@ class TransformBatches(beam.PTransform):
     def expand(self, batches):
         import tensorflow_transform.beam as tft_beam
 
-        config = _adapter_config(self._spec, self._passthrough)
+        from featurebridge.transforms.analyze import tensor_adapter_config
+
+        config = tensor_adapter_config(self._spec, self._passthrough)
         with tft_beam.Context(passthrough_keys={f.name for f in self._passthrough}):
             transform_fn = batches.pipeline | "ReadTransformFn" >> tft_beam.ReadTransformFn(self._dir)
             transformed, _ = ((batches, config), transform_fn) | "TransformDataset" >> tft_beam.TransformDataset(
