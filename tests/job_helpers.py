@@ -13,8 +13,6 @@ import subprocess
 import sys
 from typing import Dict, List
 
-import pytest
-
 _RUN = {}
 
 # Tiny but complete: 3 files of 200 rows, the last held out; 2 epochs.
@@ -71,11 +69,6 @@ def job_run(tmp_path_factory) -> JobRun:
         summary = demo.run(argv)
         _RUN["run"] = JobRun(root, summary, demo.summarize(summary, root))
     return _RUN["run"]
-
-
-@pytest.fixture(scope="session")
-def job(tmp_path_factory) -> JobRun:
-    return job_run(tmp_path_factory)
 
 
 # A fresh interpreter that imports only TensorFlow: loads the export, notes

@@ -176,7 +176,9 @@ def paths_results(trained):
     from featurebridge.pipelines import predict
     from featurebridge.transforms import io as fb_io
     from featurebridge.transforms.predict import load_serving_spec
-    from featurebridge.transforms.xlang import _sparse_inputs
+    from tfx_bsl.tfxio.tensor_adapter import TensorAdapter
+
+    from featurebridge.transforms.analyze import tensor_adapter_config
 
     root, _ = trained
     probes = root / "probes"
@@ -194,7 +196,8 @@ def paths_results(trained):
                 batches.append(value)
             else:
                 assert value["read"] == value["used"] == len(PROBES), (fmt, value)
-        inputs = _sparse_inputs(batches[0], spec, absent=["bought"])
+        # TFT's own Arrow -> tensor conversion (what TransformDataset feeds the graph).
+        inputs = TensorAdapter(tensor_adapter_config(spec)).ToBatchTensors(batches[0], produce_eager_tensors=True)
         inputs["bought"] = tf.SparseTensor(tf.zeros([0, 2], tf.int64), tf.constant([], tf.int64), [len(PROBES), 1])
         out = tft_output.transform_raw_features(inputs, drop_unused_features=True)
         features[f"readers/{fmt}"] = {k: v.numpy() for k, v in out.items() if k not in ("bought", "__split_bucket__")}

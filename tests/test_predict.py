@@ -8,7 +8,6 @@ import os
 import numpy as np
 import pytest
 
-from tests.job_helpers import job  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.analyze_helpers import read_transformed
-from tests.job_helpers import job, run_fresh_process  # noqa: F401  (fixture)
+from tests.job_helpers import run_fresh_process
 from featurebridge.transforms.spec import SPLIT_FEATURE
 
 pytestmark = pytest.mark.slow
