@@ -18,11 +18,10 @@ import apache_beam as beam
 
 from featurebridge.pipelines.engines import engine_info, engine_session
 from featurebridge.pipelines.options import AnalyzeOptions, check_options, expand_runner_config, refuse
-from featurebridge.pipelines.staging import stage_output
 from featurebridge.transforms import io as fb_io
 from featurebridge.transforms import layout, provenance
 from featurebridge.transforms.errors import UsageError
-from featurebridge.transforms.outputs import StagedOutput
+from featurebridge.transforms.staging import StagedOutput
 from featurebridge.transforms.spec import FeatureSpec, load_spec
 
 # featurebridge.transforms.analyze and featurebridge.transforms.preprocessing import TensorFlow/TFT (~10 s);
@@ -103,7 +102,7 @@ def run_analyze(
         user_fn = load_preprocessing_fn(preprocessing_fn) if preprocessing_fn else None
     except ValueError as e:  # malformed, not importable or not callable
         raise UsageError(str(e)) from None
-    staged = stage_output(output, overwrite)
+    staged = StagedOutput(output, overwrite=overwrite)
     # What the manifest records: the Beam flags and this job's own settings.
     options = AnalyzeOptions(
         pipeline_args, input=patterns, spec=spec.source, output=output, input_format=input_format,

@@ -21,10 +21,10 @@ import apache_beam as beam
 
 from featurebridge.pipelines.engines import engine_info, engine_session
 from featurebridge.pipelines.options import PredictOptions, check_options, expand_runner_config, refuse
-from featurebridge.pipelines.staging import stage_output
 from featurebridge.transforms import io as fb_io
 from featurebridge.transforms import layout, provenance
 from featurebridge.transforms.errors import CountMismatchError, UsageError
+from featurebridge.transforms.staging import StagedOutput
 
 __all__ = ["PREDICTIONS_PREFIX", "UsageError", "run", "run_predict", "summarize"]
 
@@ -116,7 +116,7 @@ def run_predict(
     predict = Predict(model, max_batch_size=max_inference_batch)
     patterns = files if isinstance(files, str) else ",".join(files)
     reader = fb_io.ReadRawData(patterns, predict.spec, input_format, batch_size, include_position=True)
-    staged = stage_output(output, overwrite)
+    staged = StagedOutput(output, overwrite=overwrite)
     all_options = beam.options.pipeline_options.PipelineOptions(pipeline_args).get_all_options()
     runner = all_options.get("runner") or "DirectRunner"
     manifest: Dict[str, object] = {

@@ -14,8 +14,8 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from featurebridge.pipelines.options import TrainArgs
-from featurebridge.pipelines.staging import stage_output
 from featurebridge.transforms import layout, provenance
+from featurebridge.transforms.staging import StagedOutput
 
 __all__ = [ "metric_lines", "run", "run_train", "summarize", "warmup_examples"]
 
@@ -86,7 +86,7 @@ def run_train(
     """
     opened = layout.load_analyzed(analyzed)  # fails early on a wrong directory, without TF
     spec = opened.spec
-    staged = stage_output(output, overwrite)
+    staged = StagedOutput(output, overwrite=overwrite)
     from featurebridge.pipelines.tf_logging import quiet_tensorflow
 
     quiet_tensorflow()

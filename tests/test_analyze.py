@@ -235,7 +235,7 @@ def test_manifest_records_provenance(run):
 
 def test_rerun_gives_identical_constants_and_refuses_without_overwrite(run):
     from featurebridge.pipelines import analyze
-    from featurebridge.transforms.outputs import OutputExistsError
+    from featurebridge.transforms.staging import OutputExistsError
 
     result, _, _, tmp = run
     assets = os.path.join(result.output_dir, "transform_fn", "assets")

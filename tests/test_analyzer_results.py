@@ -1,7 +1,7 @@
 """Analyzer results travel inside the pipeline: `AnalyzeAndTransform`'s
 "analyzer_results" PCollection (one element, {key: [floats]}) on the fast
 path, the plain TFT path and with a user's preprocessing_fn; nothing named
-``_constants_fn`` is written; `transforms.constants` does not import
+``_constants_fn`` is written; `transforms.constants_json` does not import
 `transforms.analyze`.
 
 One small in-memory pipeline (DirectRunner, real TFT) applies the transform
@@ -37,7 +37,7 @@ KEYS = {"x/fill", "x_zscore/mean", "x_zscore/var", "x_bucketize/boundaries", "x_
 
 def test_constants_does_not_import_analyze():
     code = (
-        "import sys, featurebridge.transforms.constants; "
+        "import sys, featurebridge.transforms.constants_json; "
         "sys.exit('featurebridge.transforms.analyze' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

@@ -68,7 +68,7 @@ def test_run_writes_every_stage_and_one_summary(job):
 @pytest.mark.slow
 def test_demo_refuses_to_replace_without_overwrite_or_others_files(job, tmp_path):
     from featurebridge.pipelines import demo
-    from featurebridge.transforms.outputs import OutputExistsError
+    from featurebridge.transforms.staging import OutputExistsError
 
     with pytest.raises(OutputExistsError, match="Pass --overwrite"):
         demo.run(["--output", job.root])

@@ -282,7 +282,7 @@ def test_a_prediction_worker_feeds_arrow_columns_without_tft_or_keras(trained, p
 def test_missing_values_get_the_fill_not_a_value_of_their_own(paths_results):
     features, _, _, tft_output = paths_results
     got = features["transform_features"]
-    from featurebridge.transforms.constants import read_vocabulary
+    from featurebridge.transforms.constants_json import read_vocabulary
 
     def vocabulary(name):
         return [e["value"] for e in read_vocabulary(tft_output.vocabulary_file_by_name(name))]

@@ -137,7 +137,7 @@ def test_new_fields_say_what_is_wrong(text, message):
 
 
 def test_constants_show_vocabulary_values_with_their_spaces(tmp_path):
-    from featurebridge.transforms.constants import read_vocabulary
+    from featurebridge.transforms.constants_json import read_vocabulary
 
     path = tmp_path / "vocab"
     path.write_bytes(b"3 New__SPACE__York\n1 Oslo\n")

@@ -225,7 +225,7 @@ def test_linear_model_trains_in_process_with_a_deterministic_split(job):
 def test_train_errors_say_what_to_do(job, tmp_path):
     from featurebridge.pipelines import train as train_job
     from featurebridge.pipelines.options import RunnerConfigError
-    from featurebridge.transforms.outputs import OutputExistsError
+    from featurebridge.transforms.staging import OutputExistsError
     from featurebridge.transforms.errors import ArtifactError
     from featurebridge.transforms.train import TrainingError, train_model
 

@@ -1,5 +1,8 @@
 """featurebridge's library: feature spec, Arrow readers with rejected rows,
-the TFT preprocessing_fn builder, Beam PTransforms, constants and provenance.
+the TFT preprocessing_fn builder, Beam PTransforms (analyze, apply a
+transform_fn, predict, cross-language Rows), export for serving, constants
+and provenance. Errors derive from `FeaturebridgeError` (transforms.errors);
+artifact names and loaders live in transforms.layout.
 
 Names are re-exported lazily (PEP 562) so that ``import featurebridge.transforms.spec`` does
 not pay for importing TensorFlow.
@@ -12,47 +15,50 @@ from featurebridge.transforms import tft_concurrency as _tft_concurrency
 # Flink and Spark run TFT's traces concurrently in one worker; see tft_concurrency.
 _tft_concurrency.install()
 
+_M = "featurebridge.transforms."
 _EXPORTS = {
+    # errors: every error about what featurebridge was given is a FeaturebridgeError
+    **{name: _M + "errors" for name in (
+        "ArtifactError", "CountMismatchError", "EmptyDataError", "FeaturebridgeError", "InputError",
+        "ModelDirError", "OutputExistsError", "SpecError", "TrainingError", "UsageError",
+    )},
+    # the artifact layout and its loaders
+    "load_analyzed": _M + "layout",
+    "load_serving_info": _M + "layout",
+    "serving_dir": _M + "layout",
     # spec
-    "FeatureSpec": "featurebridge.transforms.spec",
-    "SpecError": "featurebridge.transforms.spec",
-    "load_spec": "featurebridge.transforms.spec",
-    # io
-    "InputError": "featurebridge.transforms.io",
-    "ReadRawData": "featurebridge.transforms.io",
-    "ReadResult": "featurebridge.transforms.io",
-    "RejectedRow": "featurebridge.transforms.io",
-    "arrow_schema_for": "featurebridge.transforms.io",
-    "read_file": "featurebridge.transforms.io",
-    "table_to_batch": "featurebridge.transforms.io",
-    # preprocessing
-    "build_preprocessing_fn": "featurebridge.transforms.preprocessing",
-    "load_preprocessing_fn": "featurebridge.transforms.preprocessing",
-    "raw_feature_spec": "featurebridge.transforms.preprocessing",
-    # analyze
-    "AnalyzeAndTransform": "featurebridge.transforms.analyze",
-    "AnalyzeToDirectory": "featurebridge.transforms.analyze",
-    "CountMismatchError": "featurebridge.transforms.analyze",
-    "EmptyDataError": "featurebridge.transforms.analyze",
-    "tensor_adapter_config": "featurebridge.transforms.analyze",
+    "FeatureSpec": _M + "spec",
+    "load_spec": _M + "spec",
+    # reading raw files; rows against the spec
+    "ReadRawData": _M + "io",
+    "ReadResult": _M + "io",
+    "read_file": _M + "io",
+    "RejectedRow": _M + "validation",
+    "arrow_schema_for": _M + "validation",
+    "table_to_batch": _M + "validation",
+    # preprocessing_fns
+    "build_preprocessing_fn": _M + "preprocessing",
+    "load_preprocessing_fn": _M + "user_fn",
+    "raw_feature_spec": _M + "graph_rules",
+    # analyze; apply a transform_fn
+    "AnalyzeAndTransform": _M + "analyze",
+    "AnalyzeToDirectory": _M + "analyze",
+    "tensor_adapter_config": _M + "analyze",
+    "TransformBatches": _M + "transform_batches",
+    "compute_constants": _M + "constants_json",
+    "StagedOutput": _M + "staging",
     # cross-language (Row-based)
-    "AnalyzeAndTransformRows": "featurebridge.transforms.xlang",
-    "PredictRows": "featurebridge.transforms.xlang",
-    "TransformRows": "featurebridge.transforms.xlang",
-    # constants, outputs
-    "compute_constants": "featurebridge.transforms.constants",
-    "OutputExistsError": "featurebridge.transforms.outputs",
-    "StagedOutput": "featurebridge.transforms.outputs",
-    # train, export, predict
-    "TrainingError": "featurebridge.transforms.train",
-    "train_model": "featurebridge.transforms.train",
-    "export_serving_model": "featurebridge.transforms.export",
-    "serving_spec": "featurebridge.transforms.export",
-    "ModelDirError": "featurebridge.transforms.predict",
-    "Predict": "featurebridge.transforms.predict",
-    "ServingModelHandler": "featurebridge.transforms.predict",
-    "load_serving_spec": "featurebridge.transforms.predict",
-    "prediction_fields": "featurebridge.transforms.predict",
+    "AnalyzeAndTransformRows": _M + "xlang",
+    "PredictRows": _M + "xlang",
+    "TransformRows": _M + "xlang",
+    # train, export, serve, predict
+    "train_model": _M + "train",
+    "export_serving_model": _M + "export",
+    "serving_spec": _M + "serving",
+    "load_serving_spec": _M + "serving",
+    "Predict": _M + "predict",
+    "ServingModelHandler": _M + "predict",
+    "prediction_fields": _M + "predict",
 }
 
 __all__ = sorted(_EXPORTS)

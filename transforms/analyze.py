@@ -22,7 +22,7 @@ from tensorflow_transform.tf_metadata import schema_utils
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
 from featurebridge.transforms import validation as fb_io
-from featurebridge.transforms.constants import evaluate_constants_fn
+from featurebridge.transforms.constants_json import evaluate_constants_fn
 from featurebridge.transforms.errors import CountMismatchError, EmptyDataError
 from featurebridge.transforms.example_shards import WriteExampleShards
 from featurebridge.transforms.fast_analyze import AnalyzerResults, build_fast_preprocessing_fn, fast_path_unsupported
@@ -82,7 +82,7 @@ class AnalyzeAndTransform(beam.PTransform):
     "analyzer_results": for a spec-built run, a PCollection with one element,
     the numeric analyzer results ``{key: [floats]}`` keyed ``"<column>/fill"``,
     ``"<output>/mean"``, ``"/var"``, ``"/min"``, ``"/max"``, ``"/boundaries"``
-    (what `featurebridge.transforms.constants.compute_constants` takes as
+    (what `featurebridge.transforms.constants_json.compute_constants` takes as
     `numeric`); None with a user's preprocessing_fn}.
 
     Writes ``transform_fn/``, ``transformed_metadata/`` and

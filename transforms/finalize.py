@@ -159,7 +159,7 @@ class Finalize(beam.DoFn):
                 analyzer_results: Optional[Mapping] = None, **artifacts_written):
         import shutil
 
-        from featurebridge.transforms import constants as fb_constants
+        from featurebridge.transforms import constants_json
         from featurebridge.transforms import provenance
 
         spec = FeatureSpec.from_text(self._spec_json)
@@ -184,7 +184,7 @@ class Finalize(beam.DoFn):
             )
         if not self._custom_fn:
             check_every_fill_computable(spec, stats, used_rows)
-        payload = fb_constants.compute_constants(
+        payload = constants_json.compute_constants(
             self._staging, spec, numeric=analyzer_results, custom_preprocessing_fn=self._custom_fn
         )
         provenance.write_json_atomic(os.path.join(self._staging, layout.CONSTANTS_JSON), payload)

@@ -111,7 +111,7 @@ class AnalyzeAndTransformRows(beam.PTransform):
 
     def __init__(self, spec: str, output_dir: str, batch_size: int = DEFAULT_BATCH_SIZE):
         super().__init__()
-        from featurebridge.transforms.outputs import OutputExistsError
+        from featurebridge.transforms.staging import OutputExistsError
 
         self._spec = _parse_spec(spec)
         self._output_dir = _local_dir(output_dir, "output_dir")

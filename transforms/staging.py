@@ -9,7 +9,7 @@ import os
 import shutil
 import uuid
 
-from featurebridge.transforms.errors import OutputExistsError
+from featurebridge.transforms.errors import OutputExistsError, UsageError
 
 __all__ = ["OutputExistsError", "StagedOutput"]
 
@@ -29,12 +29,12 @@ class StagedOutput:
 
     Raises:
       OutputExistsError: `final_dir` exists and `overwrite` is False.
-      ValueError: `final_dir` is a remote URL (only local paths are atomic).
+      UsageError: `final_dir` is a remote URL (only local paths are atomic).
     """
 
     def __init__(self, final_dir: str, overwrite: bool = False):
         if "://" in final_dir:
-            raise ValueError(
+            raise UsageError(
                 f"Output {final_dir!r} is a remote URL; featurebridge writes outputs "
                 "atomically only on a local or mounted filesystem. Write locally and copy."
             )
