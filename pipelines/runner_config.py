@@ -205,9 +205,11 @@ def expand_runner_config(argv: Sequence[str]) -> List[str]:
     flags, placed first so that explicit flags later in argv take precedence.
 
     Raises:
-      RunnerConfigError: the flag has no value, or the config is missing or bad.
+      RunnerConfigError: the flag has no value, the config is missing or bad,
+        or ``--runner`` names a runner Beam does not know.
     """
     argv = list(argv)
+    _check_runner_flag(argv)
     path: Optional[str] = None
     rest: List[str] = []
     i = 0
@@ -227,3 +229,20 @@ def expand_runner_config(argv: Sequence[str]) -> List[str]:
     if path is None:
         return rest
     return _to_flags(load_runner_config(path)) + rest
+
+
+def _check_runner_flag(argv: Sequence[str]) -> None:
+    """A ``--runner`` Beam does not know is a usage error, said before any work."""
+    for i, arg in enumerate(argv):
+        if arg == "--runner" and i + 1 < len(argv):
+            runner = argv[i + 1]
+        elif arg.startswith("--runner="):
+            runner = arg.split("=", 1)[1]
+        else:
+            continue
+        if runner not in StandardOptions.KNOWN_RUNNER_NAMES and "." not in runner:
+            raise RunnerConfigError(
+                f"--runner {runner!r} is not a runner Beam knows; use one of "
+                f"{', '.join(StandardOptions.KNOWN_RUNNER_NAMES)}, or --runner_config NAME "
+                "with a shipped config (direct, portable, flink-local, spark-local, ...)."
+            )

@@ -66,6 +66,17 @@ def test_a_misspelt_flag_exits_2_with_a_suggestion(tmp_path, capsys, argv, line)
     assert not out.exists() and os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("flag", [["--runner", "Flinkrunner"], ["--runner=Foo"]])
+def test_an_unknown_runner_is_a_usage_error(tmp_path, capsys, flag):
+    from featurebridge.pipelines.cli import main
+
+    out = tmp_path / "out"
+    assert main(["analyze", "--input", "x.csv", "--spec", "s.yaml", "--output", str(out), *flag]) == 2
+    err = capsys.readouterr().err
+    assert "is not a runner Beam knows" in err and "DirectRunner" in err, err
+    assert not out.exists()
+
+
 def test_train_refuses_typos_and_beam_flags(tmp_path, capsys):
     """Train runs no Beam pipeline: a Beam flag is as unknown as a typo."""
     argv = ["train", "--analyzed", str(tmp_path), "--output", str(tmp_path / "m"), "--epoch", "3"]
