@@ -241,6 +241,8 @@ class AnalyzeToDirectory(beam.PTransform):
         self._final_dir = final_dir
         self._user_fn = preprocessing_fn
         self._manifest = dict(manifest or {})
+        # The spec travels with its output: layout.load_analyzed reads it back.
+        self._manifest.setdefault("spec", spec.to_dict())
 
     def expand(self, read_result):
         batches, rejected, stats = read_result.batches, read_result.rejected, read_result.stats
