@@ -84,19 +84,24 @@ def run_predict(
     overwrite: bool = False,
     batch_size: int = 10_000,
     max_inference_batch: int = 1024,
+    with_label: bool = False,
 ) -> Dict[str, object]:
     """Runs batch prediction; returns the manifest (row counts, outputs).
 
     Args:
       model: the model directory (`featurebridge train --output`) or its serving/.
       files: input file globs (a list, or comma separated). The label column
-        may be there or not; it is not used.
+        may be there or not; it is not used unless `with_label`.
       output: the directory to write (atomically).
       pipeline_args: Beam pipeline options as flags (runner config expanded).
       input_format: csv, parquet, tfrecord or jsonl; None infers it per file.
       overwrite: replace an existing ``output``.
       batch_size: rows per Arrow RecordBatch read.
       max_inference_batch: most rows per model call.
+      with_label: read the label column too and write each row's raw label
+        in its prediction (`transforms.predict.LABEL_FIELD`; None where it is
+        missing or invalid). Rows are used and rejected as without it. The
+        CLI never sets it.
 
     Returns:
       The manifest; ``rows`` is {read, used, rejected, predicted} (as in
@@ -104,7 +109,8 @@ def run_predict(
 
     Raises:
       ModelDirError, InputError, OutputExistsError, UsageError: before the
-        pipeline starts, saying what to fix.
+        pipeline starts, saying what to fix (with `with_label`: also a CSV or
+        Parquet file without the label column, or a model without a label).
       CountMismatchError: from the pipeline; no output directory is left.
     """
     pipeline_args = list(pipeline_args)
@@ -113,7 +119,7 @@ def run_predict(
     quiet_tensorflow()
     from featurebridge.transforms.predict import Predict  # TensorFlow: after the flags are checked
 
-    predict = Predict(model, max_batch_size=max_inference_batch)
+    predict = Predict(model, max_batch_size=max_inference_batch, with_label=with_label)
     patterns = files if isinstance(files, str) else ",".join(files)
     reader = fb_io.ReadRawData(patterns, predict.spec, input_format, batch_size, include_position=True)
     staged = StagedOutput(output, overwrite=overwrite)

@@ -4,6 +4,9 @@
 `run_job` is the same job with typed arguments. It calls each stage's typed
 entry point (`run_analyze`, `run_train`, `run_predict`) and writes
 OUT/summary.json. The held-out rows are never analyzed or trained on.
+Predict writes each held-out row's label beside its prediction
+(`transforms.predict.LABEL_FIELD`) when the files have the label column; the
+hold-out metrics are computed from those, without reading the rows again.
 """
 
 from __future__ import annotations
@@ -51,39 +54,45 @@ def split_inputs(input_pattern: str, holdout_pattern: Optional[str]):
     return files, files, "none (one input file: predictions are on the training input)"
 
 
-def _holdout_metrics(holdout: List[str], predictions_dir: str, spec, input_format, model_dir: str):
-    """Scores the predictions against the held-out rows' labels (when present)."""
-    import numpy as np
-
+def _holdout_has_label(holdout: List[str], spec, input_format: Optional[str]) -> bool:
+    """Whether predict can read the label of the held-out rows: the spec has
+    one and every CSV or Parquet file has its column (JSON lines and TFRecord
+    records name their own fields; a record without it has a missing label).
+    A file whose header cannot be read says no here; predict then reports it."""
     from featurebridge.transforms import io as fb_io
-    from featurebridge.transforms.train import Head, evaluate_predictions
 
     if spec.label is None:
-        return None
-    labels = {}
-    label_type = spec.column(spec.label.column).type
+        return False
+    source = spec.column(spec.label.column).source
     try:
-        for path in holdout:
-            for kind, value in fb_io.read_file(path, spec, input_format, include_position=True):
-                if kind != "batch":
-                    continue
-                ys = value.column(spec.label.column).to_pylist()
-                for src, row, y in zip(value.column(fb_io.SOURCE_COLUMN).to_pylist(), value.column(fb_io.ROW_COLUMN).to_pylist(), ys):
-                    labels[(src[0].decode() if isinstance(src[0], bytes) else src[0], row[0])] = y[0]
-    except fb_io.InputError:  # the held-out rows have no label column
-        return None
+        headers = [fb_io.read_header(path, input_format, spec.input) for path in holdout]
+    except fb_io.InputError:
+        return False
+    return all(header is None or source in header for header in headers)
+
+
+def _holdout_metrics(predictions_dir: str, spec, model_dir: str):
+    """Scores the predictions against the held-out rows' labels, which
+    `run_predict(..., with_label=True)` wrote in them (`LABEL_FIELD`); rows
+    with no valid label are left out. None when no row has one, or for a
+    multiclass label of strings."""
+    import numpy as np
+
+    from featurebridge.transforms.predict import LABEL_FIELD
+    from featurebridge.transforms.train import Head, evaluate_predictions
+
+    label_type = spec.column(spec.label.column).type
     head = Head(**layout.load_serving_info(model_dir)["head"])
     y, outs = [], {}
     for path in sorted(glob.glob(os.path.join(predictions_dir, f"{layout.PREDICTIONS_PREFIX}-*.jsonl"))):
         with open(path, encoding="utf-8") as f:
             for line in f:
                 p = json.loads(line)
-                key = (p["__source__"], p["__row__"])
-                if key not in labels:
+                value = p.get(LABEL_FIELD)
+                if value is None:
                     continue
-                value = labels[key]
                 if head.kind == "binary" and label_type == "string":
-                    value = int(value == spec.label.positive.encode())
+                    value = int(value == spec.label.positive)
                 y.append(value)
                 for name in ("probability", "probabilities", "prediction"):
                     if name in p:
@@ -186,12 +195,14 @@ def run_job(
 
     _LOG.info("[3/3] predict on %d held-out file(s) with RunInference", len(holdout_files))
     t = time.monotonic()
+    with_label = _holdout_has_label(holdout_files, spec, input_format)
     predicted = run_predict(
-        model_dir, holdout_files, predictions_dir, pipeline_args, input_format=input_format, overwrite=overwrite
+        model_dir, holdout_files, predictions_dir, pipeline_args,
+        input_format=input_format, overwrite=overwrite, with_label=with_label,
     )
     timings["predict"] = round(time.monotonic() - t, 2)
 
-    holdout_metrics = _holdout_metrics(holdout_files, predictions_dir, spec, input_format, model_dir)
+    holdout_metrics = _holdout_metrics(predictions_dir, spec, model_dir) if with_label else None
     summary = {
         "job": "run",
         "finished": provenance.utc_now(),

@@ -111,3 +111,43 @@ def test_predict_errors_say_what_to_do(job, tmp_path):
         predict_job.run(["--input", "x.csv", "--output", str(tmp_path / "p")])
     with pytest.raises(OutputExistsError, match="already exists"):
         predict_job.run(["--model", job.model, "--input", job.summary["inputs"]["holdout"][0], "--output", job.predictions])
+
+
+def test_predict_with_label_passes_the_raw_label_through(job, tmp_path):
+    from featurebridge.pipelines import predict as predict_job
+    from featurebridge.transforms.errors import InputError
+    from featurebridge.transforms.predict import LABEL_FIELD, prediction_fields
+
+    assert [n for n, _ in prediction_fields(job.model, with_label=True)] == [
+        "session_id", "__source__", "__row__", LABEL_FIELD, "probability", "class_id"
+    ]
+    assert dict(prediction_fields(job.model, with_label=True))[LABEL_FIELD] == "int"
+    # Row 5's label is not a class id and row 6's is not an int: both kept, label None.
+    extra = [
+        "k5,7,20,5,1,mobile,C01,city_0001,p000001,ok\n",
+        "k6,yes,20,5,1,mobile,C01,city_0001,p000001,ok\n",
+    ]
+    data = tmp_path / "new.csv"
+    data.write_text(_HEADER + "".join(_ROWS + extra))
+    plain = predict_job.run_predict(job.model, str(data), str(tmp_path / "plain"))
+    labelled = predict_job.run_predict(job.model, str(data), str(tmp_path / "labelled"), with_label=True)
+    assert labelled["rows"] == plain["rows"] == {"read": 6, "used": 5, "rejected": 1, "predicted": 5}
+
+    def rows(out):
+        found = {}
+        for path in glob.glob(str(out / "predictions-*.jsonl")):
+            with open(path) as f:
+                for line in f:
+                    row = json.loads(line)
+                    found[row["session_id"]] = row
+        return found
+
+    with_label, without = rows(tmp_path / "labelled"), rows(tmp_path / "plain")
+    assert {k: r[LABEL_FIELD] for k, r in with_label.items()} == {"k1": 1, "k2": 0, "k4": None, "k5": None, "k6": None}
+    assert all(LABEL_FIELD not in r for r in without.values())
+    for k, r in with_label.items():
+        assert {n: v for n, v in r.items() if n != LABEL_FIELD} == without[k]
+
+    (tmp_path / "nolabel.csv").write_text(_HEADER.replace("purchased,", "") + "k1,31.5,20.5,4,mobile,C01,city_0001,p000001,x\n")
+    with pytest.raises(InputError, match="purchased"):
+        predict_job.run_predict(job.model, str(tmp_path / "nolabel.csv"), str(tmp_path / "p3"), with_label=True)

@@ -11,6 +11,12 @@ empty row is a missing value. No tf.Example is built per row. A model
 exported before that function existed is called through ``serving_default``
 with serialized tf.Examples instead; both give the same predictions.
 
+With ``with_label=True`` each output dict also carries the row's raw label
+under `LABEL_FIELD` (None where the label is missing or not a valid label), so
+a caller can score the predictions without reading the rows again. The label
+never costs a row its prediction: it is read as text, kept when missing, and
+typed after the model call with the readers' own rules.
+
 We use our own small ModelHandler rather than Beam's TFModelHandlerTensor
 because that handler loads with ``tf.keras.models.load_model`` and calls the
 model object; our export is a plain SavedModel whose entry points are its
@@ -20,7 +26,9 @@ TFT or Keras.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -28,19 +36,21 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
-from featurebridge.transforms.errors import ModelDirError
-from featurebridge.transforms.io import ROW_COLUMN, SOURCE_COLUMN
+from featurebridge.transforms.errors import ModelDirError, UsageError
+from featurebridge.transforms.io import ROW_COLUMN, SOURCE_COLUMN, table_to_batch
 from featurebridge.transforms.layout import load_serving_info, serving_dir
 from featurebridge.transforms.serving import (
     EXAMPLES_INPUT,
     OUTPUT_FIELDS,
     RAW_LISTS_FUNCTION,
+    SERVING_INFO_FILE,
     SIGNATURE_DEFAULT,
     load_serving_spec,
 )
-from featurebridge.transforms.spec import FeatureSpec
+from featurebridge.transforms.spec import Column, FeatureSpec, MissingPolicy
 
 __all__ = [
+    "LABEL_FIELD",
     "Predict",
     "ServingModelHandler",
     "prediction_fields",
@@ -53,16 +63,52 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 
+# The field of `Predict(..., with_label=True)`'s output dicts that holds the
+# row's raw label, and the input column it is read into (beside the position
+# columns; it cannot clash with a model output or the key).
+LABEL_FIELD = "__label__"
 
-def prediction_fields(model_dir: str) -> List[Tuple[str, str]]:
+
+def _trained_spec(model_dir: str) -> FeatureSpec:
+    """The spec the model was trained with, label included.
+
+    Raises:
+      ModelDirError: `model_dir` is not a featurebridge model.
+    """
+    source = os.path.join(serving_dir(model_dir), SERVING_INFO_FILE)
+    return FeatureSpec.from_dict(load_serving_info(model_dir)["spec"], source=source)
+
+
+def _label_column(model_dir: str) -> Column:
+    """The spec's label column, as `Predict(with_label=True)` reads it: text
+    under `LABEL_FIELD` from the label's file column, missing cells kept.
+
+    Raises:
+      ModelDirError: `model_dir` is not a featurebridge model.
+      UsageError: the model has no label, or a column already uses `LABEL_FIELD`.
+    """
+    trained = _trained_spec(model_dir)
+    if trained.label is None:
+        raise UsageError(f"with_label needs a model trained with a label; {model_dir} has none. Predict without it.")
+    if LABEL_FIELD in trained.column_names:
+        raise UsageError(f"with_label reads the label as {LABEL_FIELD!r}, a name the spec already uses; rename that column.")
+    label = trained.column(trained.label.column)
+    # Text, never rejected: typing happens after the model call (`_LabelTyper`).
+    return dataclasses.replace(label, name=LABEL_FIELD, type="string", missing=MissingPolicy("most_frequent"))
+
+
+def prediction_fields(model_dir: str, with_label: bool = False) -> List[Tuple[str, str]]:
     """The fields of each output dict of `Predict`, in order, with their types:
     "string", "int", "float" or "float_list" (multiclass probabilities).
 
     The key column (if the spec has one) comes first with its column type,
-    then ``__source__`` (string) and ``__row__`` (int), then the model outputs.
+    then ``__source__`` (string) and ``__row__`` (int), with `with_label`
+    then `LABEL_FIELD` with the label column's type (None where the label is
+    missing or invalid), then the model outputs.
 
     Raises:
       ModelDirError: `model_dir` is not a featurebridge model.
+      UsageError: `with_label` and the model has no label.
     """
     info = load_serving_info(model_dir)
     spec = load_serving_spec(model_dir)
@@ -70,6 +116,10 @@ def prediction_fields(model_dir: str) -> List[Tuple[str, str]]:
     if spec.key:
         fields.append((spec.key, spec.column(spec.key).type))
     fields += [(SOURCE_COLUMN, "string"), (ROW_COLUMN, "int")]
+    if with_label:
+        _label_column(model_dir)  # raises when there is no label
+        trained = _trained_spec(model_dir)
+        fields.append((LABEL_FIELD, trained.column(trained.label.column).type))
     fields += list(OUTPUT_FIELDS[info["head"]["kind"]])
     return fields
 
@@ -188,12 +238,34 @@ def _text(value) -> Optional[str]:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
+def _typed_labels(label_spec: FeatureSpec, cells: pa.Array) -> List[object]:
+    """The raw label of each row from its label text (`LABEL_FIELD`), typed as
+    a read with the label types it (`io.table_to_batch` with the trained
+    label column: its type, null markers and label checks): a Python value,
+    None where the label is missing or would be rejected. No cells, no labels."""
+    name = label_spec.label.column
+    texts = [v[0].decode("utf-8", errors="replace") if v else None for v in cells.to_pylist()]
+    typed, rejected = table_to_batch(pa.table({name: pa.array(texts, pa.string())}), label_spec, first_row=0)
+    bad = {r.row for r in rejected}
+    kept = iter(typed.column(name).to_pylist() if typed is not None else [])
+    return [None if i in bad else _text(next(kept)[0]) for i in range(len(texts))]
+
+
 class _ToRows(beam.DoFn):
     """PredictionResult of a RecordBatch -> one dict per row: key, source,
-    row number, then the model outputs as Python values."""
+    row number, the label (with `trained_spec_json`), then the model outputs
+    as Python values."""
 
-    def __init__(self, key_field: Optional[str]):
+    def __init__(self, key_field: Optional[str], trained_spec_json: Optional[str] = None):
         self._key_field = key_field
+        self._trained_spec_json = trained_spec_json
+        self._label_spec: Optional[FeatureSpec] = None
+
+    def setup(self):
+        if self._trained_spec_json is not None:
+            trained = FeatureSpec.from_text(self._trained_spec_json)
+            label = trained.column(trained.label.column)
+            self._label_spec = dataclasses.replace(trained, columns=(label,), crosses=(), key=None)
 
     def process(self, result: PredictionResult):
         batch = result.example
@@ -202,6 +274,9 @@ class _ToRows(beam.DoFn):
         rows = batch.column(ROW_COLUMN).to_pylist()
         key_field = self._key_field
         keys = batch.column(key_field).to_pylist() if key_field and key_field in names else None
+        labels = None
+        if self._label_spec is not None:
+            labels = _typed_labels(self._label_spec, batch.column(LABEL_FIELD))
         outputs = {name: np.asarray(values) for name, values in result.inference.items()}
         for i in range(batch.num_rows):
             out: Dict[str, object] = {}
@@ -209,6 +284,8 @@ class _ToRows(beam.DoFn):
                 out[key_field] = _text(keys[i][0]) if keys is not None and keys[i] else None
             out[SOURCE_COLUMN] = _text(sources[i][0])
             out[ROW_COLUMN] = int(rows[i][0])
+            if labels is not None:
+                out[LABEL_FIELD] = labels[i]
             for name, values in outputs.items():
                 value = values[i]
                 out[name] = value.tolist() if value.ndim else value.item()
@@ -219,31 +296,52 @@ class Predict(beam.PTransform):
     """Raw RecordBatches -> prediction dicts, one per row, via RunInference.
 
     Input: PCollection[pa.RecordBatch] in ``arrow_schema_for(spec,
-    include_position=True)`` where spec is `load_serving_spec(model_dir)`
-    (rows read with the label column are fine; it is ignored).
-    Output: PCollection[dict] with the fields of `prediction_fields(model_dir)`.
+    include_position=True)`` where spec is `Predict.spec` (read the rows with
+    it; rows read with the label column are fine without `with_label`, it is
+    ignored).
+    Output: PCollection[dict] with the fields of `prediction_fields(model_dir,
+    with_label)`.
 
     Missing raw values are filled inside the model by the spec's policies. An
     empty input gives an empty output.
 
+    With `with_label`, `spec` also has a `LABEL_FIELD` column that reads the
+    label's file column as text and keeps missing cells, so the label rejects
+    no row: the same rows get predictions as without it. Each output dict's
+    `LABEL_FIELD` is the row's raw label as a Python value of the label
+    column's type (str, int or float), typed with the readers' rules; None
+    where it is missing, a null marker, or a value a read with the label
+    would reject (not a number, not a class id). A label cell the format
+    itself cannot read (a nested JSON value, several tf.Example values)
+    still rejects its row, as any such cell does.
+
     Args:
       model_dir: MODEL (the train output) or MODEL/serving.
       min_batch_size, max_batch_size: rows per model call.
+      with_label: expect the label in the input batches and pass it through.
 
     Raises:
       ModelDirError: at construction, if `model_dir` is not a model.
+      UsageError: `with_label` and the model was trained without a label.
     """
 
-    def __init__(self, model_dir: str, min_batch_size: int = 1, max_batch_size: int = 1024):
+    def __init__(
+        self, model_dir: str, min_batch_size: int = 1, max_batch_size: int = 1024, with_label: bool = False
+    ):
         super().__init__()
         self._model_dir = model_dir
         self._spec = load_serving_spec(model_dir)
+        self._trained_json: Optional[str] = None
+        if with_label:
+            self._spec = dataclasses.replace(self._spec, columns=self._spec.columns + (_label_column(model_dir),))
+            self._trained_json = _trained_spec(model_dir).to_json()
         self._handler = ServingModelHandler(model_dir, min_batch_size, max_batch_size)
         self._max = max_batch_size
 
     @property
     def spec(self) -> FeatureSpec:
-        """The raw columns the input batches carry (the spec without label)."""
+        """The raw columns the input batches carry: the spec without its label,
+        plus the label read as text under `LABEL_FIELD` when `with_label`."""
         return self._spec
 
     def expand(self, batches):
@@ -251,5 +349,5 @@ class Predict(beam.PTransform):
             batches
             | "Slice" >> beam.ParDo(_Slices(self._max))
             | "RunInference" >> RunInference(self._handler)
-            | "ToRows" >> beam.ParDo(_ToRows(self._spec.key))
+            | "ToRows" >> beam.ParDo(_ToRows(self._spec.key, self._trained_json))
         )
