@@ -71,6 +71,15 @@ def test_no_product_module_imports_tests_or_bare_package_names(graph):
     assert not offenders, f"import featurebridge.<package>, never the folder name or tests: {offenders}"
 
 
+def test_benchmarks_import_no_tests():
+    folder = os.path.join(REPO_ROOT, "benchmarks")
+    modules = _modules()
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            _, bare = _imports(os.path.join(folder, name), modules)
+            assert not bare, f"benchmarks/{name} imports {sorted(bare)}"
+
+
 def test_the_library_imports_neither_the_jobs_nor_the_service(graph):
     edges, _ = graph
     wrong = {
