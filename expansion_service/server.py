@@ -27,29 +27,13 @@ from typing import Optional, Tuple
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from featurebridge.expansion_service.artifacts import ArtifactStore, build_project_sdist, stage_project
-from featurebridge.expansion_service.environments import default_docker_image, make_environment
-from featurebridge.expansion_service.gate import (
-    ALLOWED_CODER_URNS,
-    ALLOWED_LOGICAL_TYPE_URNS,
-    RefusedError,
-    logical_type_urns,
-)
+from featurebridge.expansion_service.artifacts import ArtifactStore, stage_project
+from featurebridge.expansion_service.environments import make_environment
 from featurebridge.expansion_service.interceptor import HEALTH_SLOTS, RequestInterceptor
 from featurebridge.expansion_service.servicers import ArtifactServicer, ExpansionServicer
 from featurebridge.transforms.errors import UsageError
 
 __all__ = [
-    # Re-exported from the modules that now hold them (imported from here before).
-    "ALLOWED_CODER_URNS",
-    "ALLOWED_LOGICAL_TYPE_URNS",
-    "ArtifactStore",
-    "HEALTH_SLOTS",
-    "RefusedError",
-    "build_project_sdist",
-    "default_docker_image",
-    "logical_type_urns",
-    "make_environment",
     # This module's own.
     "ExpansionServer",
     "ServerConfig",

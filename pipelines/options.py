@@ -8,8 +8,7 @@ one thing the CLI's --help and the unknown-flag check read.
 
 This module imports Beam's option classes but no TensorFlow: `featurebridge
 COMMAND --help` imports only this. Runner configs and the unknown-flag check
-live in `featurebridge.pipelines.runner_config` and `featurebridge.pipelines.flags`;
-their public names are re-exported here.
+live in `featurebridge.pipelines.runner_config` and `featurebridge.pipelines.flags`.
 """
 
 from __future__ import annotations
@@ -19,15 +18,8 @@ from typing import List, Sequence, Tuple
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from featurebridge.pipelines.flags import UnknownOptionError, check_options, unknown_options
-from featurebridge.pipelines.runner_config import (
-    RUNNER_ONLY_OPTIONS,
-    RaisingParser,
-    RunnerConfigError,
-    expand_runner_config,
-    known_option_names,
-    load_runner_config,
-)
+from featurebridge.pipelines.flags import check_options
+from featurebridge.pipelines.runner_config import RaisingParser, RunnerConfigError
 from featurebridge.transforms.errors import UsageError
 
 __all__ = [
@@ -35,18 +27,10 @@ __all__ = [
     "DemoArgs",
     "MODEL_TYPES",
     "PredictOptions",
-    "RUNNER_ONLY_OPTIONS",
     "RunArgs",
-    "RunnerConfigError",
     "TrainArgs",
-    "UnknownOptionError",
     "add_input_args",
-    "check_options",
-    "expand_runner_config",
-    "known_option_names",
-    "load_runner_config",
     "refuse",
-    "unknown_options",
 ]
 
 MODEL_TYPES = ("linear", "dnn", "wide_and_deep")

@@ -20,7 +20,9 @@ from typing import Dict, Optional, Sequence, Union
 import apache_beam as beam
 
 from featurebridge.pipelines.engines import engine_info, engine_session
-from featurebridge.pipelines.options import PredictOptions, check_options, expand_runner_config, refuse
+from featurebridge.pipelines.flags import check_options
+from featurebridge.pipelines.options import PredictOptions, refuse
+from featurebridge.pipelines.runner_config import expand_runner_config
 from featurebridge.transforms import io as fb_io
 from featurebridge.transforms import layout, provenance
 from featurebridge.transforms.errors import CountMismatchError, UsageError

@@ -19,7 +19,9 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from featurebridge.pipelines.options import MODEL_TYPES, RunArgs, check_options, expand_runner_config
+from featurebridge.pipelines.flags import check_options
+from featurebridge.pipelines.options import MODEL_TYPES, RunArgs
+from featurebridge.pipelines.runner_config import expand_runner_config
 from featurebridge.transforms import layout, provenance
 from featurebridge.transforms.errors import OutputExistsError, UsageError
 
@@ -79,7 +81,8 @@ def _holdout_metrics(predictions_dir: str, spec, model_dir: str):
     import numpy as np
 
     from featurebridge.transforms.predict import LABEL_FIELD
-    from featurebridge.transforms.train import Head, evaluate_predictions
+    from featurebridge.transforms.metrics import evaluate_predictions
+    from featurebridge.transforms.serving import Head
 
     label_type = spec.column(spec.label.column).type
     head = Head(**layout.load_serving_info(model_dir)["head"])

@@ -150,7 +150,7 @@ def load_runner_config(path: str) -> Dict[str, object]:
     if not isinstance(options, dict):
         raise RunnerConfigError(f"{path}: key 'options' must be a mapping of option names to values.")
     options = {key: expand_engines_dir(value) for key, value in options.items()}
-    if runner not in StandardOptions.KNOWN_RUNNER_NAMES and "." not in runner:
+    if not _known_runner(runner):
         raise RunnerConfigError(
             f"{path}: key 'runner' is {runner!r}, which Beam does not know; use one of "
             f"{', '.join(StandardOptions.KNOWN_RUNNER_NAMES)}."
@@ -231,6 +231,11 @@ def expand_runner_config(argv: Sequence[str]) -> List[str]:
     return _to_flags(load_runner_config(path)) + rest
 
 
+def _known_runner(runner: str) -> bool:
+    """A runner Beam knows by name, or a dotted path to a runner class."""
+    return runner in StandardOptions.KNOWN_RUNNER_NAMES or "." in runner
+
+
 def _check_runner_flag(argv: Sequence[str]) -> None:
     """A ``--runner`` Beam does not know is a usage error, said before any work."""
     for i, arg in enumerate(argv):
@@ -240,7 +245,7 @@ def _check_runner_flag(argv: Sequence[str]) -> None:
             runner = arg.split("=", 1)[1]
         else:
             continue
-        if runner not in StandardOptions.KNOWN_RUNNER_NAMES and "." not in runner:
+        if not _known_runner(runner):
             raise RunnerConfigError(
                 f"--runner {runner!r} is not a runner Beam knows; use one of "
                 f"{', '.join(StandardOptions.KNOWN_RUNNER_NAMES)}, or --runner_config NAME "

@@ -258,7 +258,7 @@ def test_rerun_gives_identical_constants_and_refuses_without_overwrite(run):
 
 
 def test_all_rows_rejected_is_an_error_and_leaves_no_output(tmp_path):
-    from featurebridge.transforms.analyze import EmptyDataError
+    from featurebridge.transforms.errors import EmptyDataError
 
     with pytest.raises(Exception) as info:
         analyze_and_check(str(tmp_path), SPEC, "id,num,cnt,cat,text,y\nr1,bad,1,a,t,yes\nr2,1,1,a,t,\n", name="allbad")
@@ -277,7 +277,7 @@ def test_all_rows_rejected_is_an_error_and_leaves_no_output(tmp_path):
 @pytest.mark.parametrize("analyzer", ["auto", "tft"])
 def test_a_fill_of_a_column_with_no_values_is_an_error(tmp_path, analyzer):
     """Both analyzer paths: no silent NaN (plain TFT) and no silent 0.0 default."""
-    from featurebridge.transforms.analyze import EmptyDataError
+    from featurebridge.transforms.errors import EmptyDataError
 
     spec = """
 columns:

@@ -9,16 +9,9 @@ import sys
 import pytest
 
 from featurebridge.pipelines import cli
-from featurebridge.pipelines.options import (
-    AnalyzeOptions,
-    RunArgs,
-    RunnerConfigError,
-    TrainArgs,
-    UnknownOptionError,
-    check_options,
-    expand_runner_config,
-    unknown_options,
-)
+from featurebridge.pipelines.flags import UnknownOptionError, check_options, unknown_options
+from featurebridge.pipelines.options import AnalyzeOptions, RunArgs, TrainArgs
+from featurebridge.pipelines.runner_config import RunnerConfigError, expand_runner_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "runner_configs")

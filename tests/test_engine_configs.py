@@ -23,7 +23,7 @@ from apache_beam.options.pipeline_options import (
 
 from featurebridge.pipelines import engines
 from featurebridge.pipelines.engines import EngineError, engine_info, engine_session
-from featurebridge.pipelines.options import expand_runner_config
+from featurebridge.pipelines.runner_config import expand_runner_config
 from tests.engine_helpers import CONFIGS, REPO
 
 

@@ -118,7 +118,7 @@ def test_the_client_used_discovery_and_staged_artifacts(xlang):
 
 @pytest.fixture(scope="module")
 def xlang_predictions(server, portable_cluster, job, tmp_path_factory):
-    from featurebridge.transforms.predict import load_serving_spec
+    from featurebridge.transforms.serving import load_serving_spec
 
     spec = load_serving_spec(job.model)
     rows, row_type = held_out_rows(job, spec)

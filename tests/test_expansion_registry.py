@@ -110,7 +110,7 @@ def test_the_service_binds_loopback_unless_told_and_refuses_an_open_port_without
 
 def test_refusals_are_featurebridge_errors_and_only_those_reach_the_caller():
     from featurebridge.expansion_service import gate, servicers
-    from featurebridge.expansion_service.server import RefusedError
+    from featurebridge.expansion_service.gate import RefusedError
     from featurebridge.transforms.errors import FeaturebridgeError, SpecError
 
     for cls in (RefusedError, registry.RegistryError):

@@ -159,7 +159,7 @@ def _capture(fn, *args):
 def _write_inputs(tmp, in_process_run, job_run) -> Dict[str, str]:
     """The rows and specs the Java pipeline reads: the same rows the in-process
     reference used, and the demo's held-out rows for its model."""
-    from featurebridge.transforms.predict import load_serving_spec
+    from featurebridge.transforms.serving import load_serving_spec
 
     (tmp / "spec.yaml").write_text(SPEC)
     with open(tmp / "rows.jsonl", "w", encoding="utf-8") as f:
@@ -270,7 +270,7 @@ def test_transform_via_python_class_equals_in_process(java_engines, in_process):
 
 
 def test_predict_via_python_class_equals_the_demo(java_engines, job):
-    from featurebridge.transforms.predict import load_serving_spec
+    from featurebridge.transforms.serving import load_serving_spec
 
     run = _run_of(java_engines, "flink")
     key = load_serving_spec(job.model).key

@@ -32,7 +32,8 @@ def _analyzed(tmp_path, labels, kind, label_type, positive=None):
 
 
 def test_binary_string_label_whose_positive_value_matches_no_row(tmp_path):
-    from featurebridge.transforms.train import TrainingError, train_model
+    from featurebridge.transforms.errors import TrainingError
+    from featurebridge.transforms.train import train_model
 
     analyzed = _analyzed(tmp_path, ["yes" if i % 3 else "no" for i in range(ROWS)], "binary", "string", "Yes")
     with pytest.raises(TrainingError) as e:
@@ -47,7 +48,7 @@ def test_binary_string_label_whose_positive_value_matches_no_row(tmp_path):
 
 def test_constant_int_binary_label_is_refused_before_training(tmp_path):
     from featurebridge.pipelines import train
-    from featurebridge.transforms.train import TrainingError
+    from featurebridge.transforms.errors import TrainingError
 
     analyzed = _analyzed(tmp_path, [1] * ROWS, "binary", "int")
     with pytest.raises(TrainingError, match=r"label column y: all \d+ training rows have the same label, 1, "

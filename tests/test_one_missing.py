@@ -175,7 +175,7 @@ def paths_results(trained):
 
     from featurebridge.pipelines import predict
     from featurebridge.transforms import io as fb_io
-    from featurebridge.transforms.predict import load_serving_spec
+    from featurebridge.transforms.serving import load_serving_spec
     from tfx_bsl.tfxio.tensor_adapter import TensorAdapter
 
     from featurebridge.transforms.analyze import tensor_adapter_config

@@ -103,7 +103,8 @@ def test_predict_ptransform_on_record_batches(job, tmp_path):
 def test_predict_errors_say_what_to_do(job, tmp_path):
     from featurebridge.pipelines import predict as predict_job
     from featurebridge.transforms.staging import OutputExistsError
-    from featurebridge.transforms.predict import ModelDirError, Predict
+    from featurebridge.transforms.errors import ModelDirError
+    from featurebridge.transforms.predict import Predict
 
     with pytest.raises(ModelDirError, match="is not a featurebridge model.*--output of `featurebridge train`"):
         Predict(str(tmp_path))

@@ -28,7 +28,7 @@ from apache_beam.options.pipeline_options import (
 from apache_beam.transforms.environments import DockerEnvironment
 
 from featurebridge.pipelines import analyze
-from featurebridge.pipelines.options import RunnerConfigError, expand_runner_config, load_runner_config
+from featurebridge.pipelines.runner_config import RunnerConfigError, expand_runner_config, load_runner_config
 from featurebridge.pipelines.local_cluster import portable_cluster as start_cluster
 from tests.repo import worker_env
 from tests.runner_helpers import (

@@ -224,10 +224,11 @@ def test_linear_model_trains_in_process_with_a_deterministic_split(job):
 
 def test_train_errors_say_what_to_do(job, tmp_path):
     from featurebridge.pipelines import train as train_job
-    from featurebridge.pipelines.options import RunnerConfigError
+    from featurebridge.pipelines.runner_config import RunnerConfigError
     from featurebridge.transforms.staging import OutputExistsError
     from featurebridge.transforms.errors import ArtifactError
-    from featurebridge.transforms.train import TrainingError, train_model
+    from featurebridge.transforms.errors import TrainingError
+    from featurebridge.transforms.train import train_model
 
     with pytest.raises(ArtifactError, match="is not an analyze output.*Run `featurebridge analyze` first"):
         train_model(str(tmp_path))

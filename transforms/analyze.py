@@ -6,8 +6,6 @@ the transformed examples (`featurebridge.transforms.example_shards`); it hands
 the numeric analyzer results on as a PCollection. `AnalyzeToDirectory` adds the
 rejected rows and the last step (`featurebridge.transforms.finalize`:
 reconciled counts, constants.json, manifest.json, the commit).
-
-The names of the other analyze modules stay importable from here.
 """
 
 from __future__ import annotations
@@ -23,30 +21,16 @@ from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
 from featurebridge.transforms import validation as fb_io
 from featurebridge.transforms.constants_json import evaluate_constants_fn
-from featurebridge.transforms.errors import CountMismatchError, EmptyDataError
 from featurebridge.transforms.example_shards import WriteExampleShards
 from featurebridge.transforms.fast_analyze import AnalyzerResults, build_fast_preprocessing_fn, fast_path_unsupported
-from featurebridge.transforms.finalize import TEMP_SUBDIR, Finalize, describe_rejections
-from featurebridge.transforms.layout import (
-    REJECTED_DIR,
-    REJECTED_PREFIX,
-    TRANSFORMED_DIR,
-    TRANSFORMED_PREFIX,
-)
+from featurebridge.transforms.finalize import TEMP_SUBDIR, Finalize
+from featurebridge.transforms.layout import REJECTED_DIR, REJECTED_PREFIX, TRANSFORMED_DIR
 from featurebridge.transforms.preprocessing import build_constants_fn, build_preprocessing_fn, raw_feature_spec, with_shared_rules
 from featurebridge.transforms.spec import FeatureSpec
 
 __all__ = [
     "AnalyzeAndTransform",
     "AnalyzeToDirectory",
-    "CountMismatchError",
-    "EmptyDataError",
-    "describe_rejections",
-    "REJECTED_DIR",
-    "REJECTED_PREFIX",
-    "TRANSFORMED_DIR",
-    "TRANSFORMED_PREFIX",
-    "WriteExampleShards",
     "tensor_adapter_config",
 ]
 

@@ -44,7 +44,6 @@ from featurebridge.transforms.serving import (
     EXAMPLES_INPUT,
     RAW_DTYPES,
     RAW_LISTS_FUNCTION,
-    SERVING_INFO_FILE,
     SIGNATURE_DEFAULT,
     SIGNATURE_RAW,
     SIGNATURE_TRANSFORM,
@@ -53,22 +52,12 @@ from featurebridge.transforms.serving import (
     outputs_from_logits,
     raw_signature_columns,
     serving_columns,
-    serving_spec,
 )
 from featurebridge.transforms.spec import SPLIT_FEATURE, FeatureSpec
 
 __all__ = [
     "export_serving_model",
     "write_warmup_requests",
-    # The serving contract's, re-exported for older importers.
-    "EXAMPLES_INPUT",
-    "SERVING_INFO_FILE",
-    "SIGNATURE_DEFAULT",
-    "SIGNATURE_RAW",
-    "SIGNATURE_TRANSFORM",
-    "WARMUP_FILE",
-    "raw_signature_columns",
-    "serving_spec",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -208,7 +197,7 @@ def export_serving_model(
         for name, fn in signatures.items()
     }
     info = {"spec": spec.to_dict(), "head": head.to_dict(), "signatures": described, "model_inputs": model_inputs}
-    with open(os.path.join(export_dir, SERVING_INFO_FILE), "w", encoding="utf-8") as f:
+    with open(os.path.join(export_dir, layout.SERVING_INFO), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=2, sort_keys=True)
     _LOG.info("Exported the serving model to %s", export_dir)
     return {"path": export_dir, "signatures": described}

@@ -36,14 +36,13 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
-from featurebridge.transforms.errors import ModelDirError, UsageError
+from featurebridge.transforms.errors import UsageError
 from featurebridge.transforms.io import ROW_COLUMN, SOURCE_COLUMN, table_to_batch
-from featurebridge.transforms.layout import load_serving_info, serving_dir
+from featurebridge.transforms.layout import SERVING_INFO, load_serving_info, serving_dir
 from featurebridge.transforms.serving import (
     EXAMPLES_INPUT,
     OUTPUT_FIELDS,
     RAW_LISTS_FUNCTION,
-    SERVING_INFO_FILE,
     SIGNATURE_DEFAULT,
     load_serving_spec,
 )
@@ -54,11 +53,6 @@ __all__ = [
     "Predict",
     "ServingModelHandler",
     "prediction_fields",
-    # Re-exported from layout, errors and serving for older importers.
-    "ModelDirError",
-    "load_serving_info",
-    "load_serving_spec",
-    "serving_dir",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -75,7 +69,7 @@ def _trained_spec(model_dir: str) -> FeatureSpec:
     Raises:
       ModelDirError: `model_dir` is not a featurebridge model.
     """
-    source = os.path.join(serving_dir(model_dir), SERVING_INFO_FILE)
+    source = os.path.join(serving_dir(model_dir), SERVING_INFO)
     return FeatureSpec.from_dict(load_serving_info(model_dir)["spec"], source=source)
 
 

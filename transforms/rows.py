@@ -188,6 +188,8 @@ class _RowsToBatchesFn(beam.DoFn):
             self._full, columns=tuple(c for c in self._full.columns if c.name in self._columns)
         )
         self._absent = [c for c in self._full.columns if c.name not in self._columns]
+        # The full spec's batch schema, for batches that must carry every column.
+        self._schema = validation.arrow_schema_for(self._full, self._include_position)
 
     def start_bundle(self):
         self._buffer = []
@@ -232,7 +234,7 @@ class _RowsToBatchesFn(beam.DoFn):
         key's passthrough copy last."""
         if not self._absent and not self._pass_key:
             return batch
-        schema = validation.arrow_schema_for(self._full, self._include_position)
+        schema = self._schema
         arrays = [
             batch.column(field.name) if field.name in batch.schema.names else pa.nulls(batch.num_rows, field.type)
             for field in schema

@@ -35,7 +35,6 @@ __all__ = [
     "OUTPUT_FIELDS",
     "RAW_DTYPES",
     "RAW_LISTS_FUNCTION",
-    "SERVING_INFO_FILE",
     "SIGNATURE_DEFAULT",
     "SIGNATURE_RAW",
     "SIGNATURE_TRANSFORM",
@@ -59,7 +58,6 @@ RAW_LISTS_FUNCTION = "serve_raw_lists"
 
 # Files beside the SavedModel.
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-SERVING_INFO_FILE = layout.SERVING_INFO
 
 # The dtype of a raw column's values, by its storage type (`Column.storage`):
 # a bool travels as an int64 0/1, a timestamp as its ISO 8601 text.
@@ -145,5 +143,5 @@ def load_serving_spec(model_dir: str) -> FeatureSpec:
       ModelDirError: `model_dir` is not a featurebridge model.
     """
     info = layout.load_serving_info(model_dir)
-    source = os.path.join(layout.serving_dir(model_dir), SERVING_INFO_FILE)
+    source = os.path.join(layout.serving_dir(model_dir), layout.SERVING_INFO)
     return serving_spec(FeatureSpec.from_dict(info["spec"], source=source))

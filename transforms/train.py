@@ -5,9 +5,7 @@ baseline.
 The model is `featurebridge.transforms.model`'s, the head and its outputs the
 serving contract's (`featurebridge.transforms.serving`), the scores
 `featurebridge.transforms.metrics`', and the analyze output is opened by
-`featurebridge.transforms.layout.load_analyzed`. Names that used to live here
-(the model's, the metrics', `Head`, `outputs_from_logits`) are re-exported for
-their importers.
+`featurebridge.transforms.layout.load_analyzed`.
 """
 
 from __future__ import annotations
@@ -38,18 +36,8 @@ from featurebridge.transforms.spec import SPLIT_FEATURE, FeatureSpec
 
 __all__ = [
     "TrainResult",
-    "TrainingError",
     "make_dataset",
     "train_model",
-    # Re-exported from model, metrics and serving for their importers.
-    "FeatureInfo",
-    "Head",
-    "MODEL_TYPES",
-    "baseline_metrics",
-    "build_model",
-    "describe_features",
-    "evaluate_predictions",
-    "outputs_from_logits",
 ]
 
 _LOG = logging.getLogger(__name__)

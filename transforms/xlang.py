@@ -279,7 +279,8 @@ class PredictRows(beam.PTransform):
 
     def __init__(self, model_dir: str, batch_size: int = DEFAULT_BATCH_SIZE):
         super().__init__()
-        from featurebridge.transforms.predict import load_serving_spec, prediction_fields
+        from featurebridge.transforms.predict import prediction_fields
+        from featurebridge.transforms.serving import load_serving_spec
 
         self._dir = _local_dir(model_dir, "model_dir")
         if not isinstance(batch_size, int) or batch_size < 1:
