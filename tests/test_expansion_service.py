@@ -35,7 +35,6 @@ from apache_beam.transforms.external import (
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from featurebridge.expansion_service.interceptor import HEALTH_SLOTS
-# test_java_engines and benchmarks/xlang_engines still import some of these from here.
 from tests.expansion_helpers import (
     ANALYZE_ID,
     FQN_URN,
