@@ -151,7 +151,7 @@ def run_analyze(
                 | "AnalyzeToDirectory"
                 >> AnalyzeToDirectory(
                     spec, staged.path, staged.final_dir, user_fn, manifest,
-                    transform_input=reread, analyzer=analyzer,
+                    transform_input=reread, analyzer=analyzer, overwrite=overwrite,
                 )
             )
     except BaseException:

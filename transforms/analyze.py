@@ -200,9 +200,14 @@ class AnalyzeToDirectory(beam.PTransform):
     read's batches) to keep memory flat, and `passthrough` to carry input
     columns (a key) to the transformed batches; see `AnalyzeAndTransform`.
 
+    The commit never replaces an existing `final_dir` unless `overwrite` is
+    True: without it, a `final_dir` that appeared after the pipeline was set
+    up fails the commit and the results stay in `staging_dir`.
+
     Raises (at run time, failing the pipeline):
       EmptyDataError: no usable rows.
       CountMismatchError: rows were lost somewhere.
+      OutputExistsError: `final_dir` exists at commit and `overwrite` is False.
     """
 
     def __init__(
@@ -215,8 +220,10 @@ class AnalyzeToDirectory(beam.PTransform):
         transform_input=None,
         analyzer: str = "auto",
         passthrough: Sequence[pa.Field] = (),
+        overwrite: bool = False,
     ):
         super().__init__()
+        self._overwrite = bool(overwrite)
         self._passthrough = list(passthrough)
         self._transform_input = transform_input
         self._analyzer = analyzer
@@ -258,6 +265,7 @@ class AnalyzeToDirectory(beam.PTransform):
             self._manifest,
             commit=self._final_dir is not None,
             custom_fn=self._user_fn is not None,
+            overwrite=self._overwrite,
         )
         directory = (
             batches.pipeline

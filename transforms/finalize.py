@@ -144,11 +144,19 @@ class Finalize(beam.DoFn):
     preprocessing_fn), and any number of "written" lists that only order it
     after the writes. Yields the finished directory's path.
 
-    Raises (failing the pipeline): CountMismatchError, EmptyDataError.
+    With `commit`, the staged directory becomes `final_dir`
+    (`featurebridge.transforms.staging.commit_directory`): with `overwrite` an
+    existing `final_dir` is replaced; without it nothing there is deleted or
+    replaced, and a `final_dir` that appeared after the run was set up fails
+    the commit, the results staying in the staging directory.
+
+    Raises (failing the pipeline): CountMismatchError, EmptyDataError,
+    OutputExistsError (without `overwrite`, `final_dir` exists at commit).
     """
 
-    def __init__(self, spec_json, staging, final_dir, manifest_base, commit, custom_fn=False):
+    def __init__(self, spec_json, staging, final_dir, manifest_base, commit, custom_fn=False, overwrite=False):
         self._custom_fn = custom_fn
+        self._overwrite = bool(overwrite)
         self._spec_json = spec_json
         self._staging = staging
         self._final_dir = final_dir
@@ -225,13 +233,6 @@ class Finalize(beam.DoFn):
         return lines
 
     def _commit_to_final(self):
-        old = None
-        if os.path.exists(self._final_dir):
-            old = self._staging + ".old"
-            os.rename(self._final_dir, old)
-        os.rename(self._staging, self._final_dir)
-        if old:
-            import shutil
+        from featurebridge.transforms.staging import commit_directory
 
-            shutil.rmtree(old, ignore_errors=True)
-        return self._final_dir
+        return commit_directory(self._staging, self._final_dir, overwrite=self._overwrite)

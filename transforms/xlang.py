@@ -99,14 +99,20 @@ class AnalyzeAndTransformRows(beam.PTransform):
 
     Args:
       spec: the feature spec as YAML or JSON text.
-      output_dir: an absolute path on a filesystem the workers share; must not exist.
+      output_dir: an absolute path on a filesystem the workers share; must not
+        exist, and is never replaced (cross-language runs never overwrite).
       batch_size: rows per Arrow batch.
 
     Raises:
       SpecError: the spec is invalid, or `output_dir` is not an absolute path
         (the message names the field).
       OutputExistsError: `output_dir` already exists.
-      Pipeline failure EmptyDataError: no usable rows.
+      Pipeline failure EmptyDataError: no usable rows; OutputExistsError:
+        `output_dir` appeared before the commit (it is never replaced; the
+        results stay in the staging directory beside it, which the message names).
+
+    The staging directory is a sibling of `output_dir` (same parent), so it
+    is inside whatever directory holds `output_dir`.
     """
 
     def __init__(self, spec: str, output_dir: str, batch_size: int = DEFAULT_BATCH_SIZE):
@@ -115,7 +121,8 @@ class AnalyzeAndTransformRows(beam.PTransform):
 
         self._spec = _parse_spec(spec)
         self._output_dir = _local_dir(output_dir, "output_dir")
-        if os.path.exists(self._output_dir):
+        # lexists: a link there (even a dangling one) is something the commit must not replace.
+        if os.path.lexists(self._output_dir):
             raise OutputExistsError(
                 f"output_dir: {output_dir!r} already exists. Choose a new directory; "
                 "cross-language runs never overwrite."
@@ -155,7 +162,7 @@ class AnalyzeAndTransformRows(beam.PTransform):
         # with the key passed through: each row is transformed once.
         analyzed = read | "AnalyzeToDirectory" >> AnalyzeToDirectory(
             self._spec, self._staging, self._output_dir, manifest=manifest,
-            passthrough=_key_passthrough(self._spec),
+            passthrough=_key_passthrough(self._spec), overwrite=False,
         )
         transformed = analyzed["transformed"] | "ToRows" >> fb_rows.BatchesToRows(self._fields, self._spec.key)
         rejected = parsed.rejected | "RejectedRows" >> beam.Map(fb_rows.rejected_to_row).with_output_types(
