@@ -11,6 +11,8 @@ This module imports nothing heavy: the CLI and the expansion service load it
 without TensorFlow.
 """
 
+import reprlib
+
 __all__ = [
     "ArtifactError",
     "CountMismatchError",
@@ -22,6 +24,7 @@ __all__ = [
     "SpecError",
     "TrainingError",
     "UsageError",
+    "excerpt",
 ]
 
 
@@ -64,3 +67,34 @@ class ModelDirError(ArtifactError):
 
 class TrainingError(FeaturebridgeError, ValueError):
     """The analyzed data cannot be trained on (no label, no rows, bad options)."""
+
+
+def excerpt(value, limit: int = 60) -> str:
+    """A short, escaped repr of a value a caller sent, for error messages.
+
+    Short values read as their repr (``'abc'``, ``1.5``, ``['a']``), so
+    messages name them as before. A string longer than ``limit`` keeps its
+    first ``limit`` characters and says how long it was (``'aaaa…' (50000000
+    chars)``); control characters and newlines are escaped (repr's rules).
+    Containers show their first few items, an integer too long to print
+    says how many digits it has. The result stays under about ``limit + 40``
+    characters whatever the value, and building it never walks or copies
+    the whole value.
+    """
+    if isinstance(value, (str, bytes)):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r}… ({len(value)} {'chars' if isinstance(value, str) else 'bytes'})"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 3 * limit:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    short = _SHORT_REPR.repr(value)
+    if len(short) <= limit:
+        return short
+    return f"{short[:limit]}…"
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel = 3
+_SHORT_REPR.maxlist = _SHORT_REPR.maxtuple = _SHORT_REPR.maxset = _SHORT_REPR.maxdict = 5
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 40
+_SHORT_REPR.maxlong = 60

@@ -5,7 +5,9 @@ the language boundary. This module holds `FeatureSpec` (the validated spec,
 its queries and its canonical form) and `load_spec`; it knows nothing of
 TensorFlow or Beam. Its parts live in featurebridge.transforms.spec_parts and
 .input_format, the tables of types and spellings in .spec_tables, the
-validation in .spec_parse; every name is re-exported here.
+validation in .spec_parse, the bounds every spec is held to (its size,
+depth, counts and sizes) in .spec_limits and the safe YAML reading in
+.spec_yaml; every name is re-exported here.
 
 Example::
 
@@ -39,12 +41,19 @@ import json
 import os
 from typing import Any, Optional
 
-import yaml
-
-from featurebridge.transforms.errors import SpecError
+from featurebridge.transforms.errors import SpecError, excerpt
 from featurebridge.transforms.input_format import InputFormat
 from featurebridge.transforms.spec_parse import parse_spec_fields, safe_name
+from featurebridge.transforms.spec_yaml import load_yaml
 from featurebridge.transforms.spec_parts import Column, Cross, Label, MissingPolicy, Transform, output_names
+from featurebridge.transforms.spec_limits import (
+    UNLIMITED,
+    SpecLimits,
+    active_limits,
+    check_structure,
+    check_text_size,
+    set_active_limits,
+)
 from featurebridge.transforms.spec_tables import (
     BOOL_SPELLINGS,
     COLUMN_TYPES,
@@ -72,14 +81,18 @@ __all__ = [
     "MISSING_POLICIES",
     "MissingPolicy",
     "SpecError",
+    "SpecLimits",
     "SPLIT_FEATURE",
     "STORAGE_TYPES",
     "TIMESTAMP_PARTS",
     "TIMESTAMP_PATTERN",
     "TRANSFORM_TYPES",
     "Transform",
+    "UNLIMITED",
+    "active_limits",
     "load_spec",
     "safe_name",
+    "set_active_limits",
 ]
 
 
@@ -97,28 +110,40 @@ class FeatureSpec:
 
     # ---- construction -------------------------------------------------
     @classmethod
-    def from_text(cls, text: str, source: str = "<spec>") -> "FeatureSpec":
+    def from_text(
+        cls, text: str, source: str = "<spec>", limits: Optional[SpecLimits] = None, trusted: bool = False
+    ) -> "FeatureSpec":
         """Parses a YAML or JSON string (JSON is valid YAML).
 
+        Args:
+          text: the spec.
+          source: what to call it in errors (a file name).
+          limits: the bounds to check (see featurebridge.transforms.spec_limits);
+            None: `active_limits()`.
+          trusted: the text is featurebridge's own canonical spec (a manifest's,
+            a worker's copy), checked when it was first parsed: no limits apply.
+
         Raises:
-          SpecError: if the text is not YAML/JSON or the spec is invalid.
+          SpecError: if the text is not YAML/JSON, is over a limit or the spec
+            is invalid. The message quotes at most a short excerpt of the text.
         """
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise SpecError(
-                f"{source}: not valid YAML or JSON ({e}). Check indentation and quoting."
-            ) from None
-        return cls.from_dict(data, source=source)
+        limits = _limits(limits, trusted)
+        check_text_size(len(text) if isinstance(text, bytes) else _utf8_size(text, limits), source, limits)
+        return cls.from_dict(load_yaml(text, source, limits), source=source, limits=limits)
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "<spec>") -> "FeatureSpec":
-        """Validates a parsed spec mapping.
+    def from_dict(
+        cls, data: Any, source: str = "<spec>", limits: Optional[SpecLimits] = None, trusted: bool = False
+    ) -> "FeatureSpec":
+        """Validates a parsed spec mapping (`limits` and `trusted` as in `from_text`;
+        there is no text to measure, but depth, nodes and every other bound apply).
 
         Raises:
           SpecError: naming the column and field that is wrong and what is allowed.
         """
-        return cls(**parse_spec_fields(data, source))
+        limits = _limits(limits, trusted)
+        check_structure(data, source, limits)
+        return cls(**parse_spec_fields(data, source, limits))
 
     # ---- queries ------------------------------------------------------
     def column(self, name: str) -> Column:
@@ -184,6 +209,19 @@ class FeatureSpec:
         return "sha256:" + hashlib.sha256(self.to_json().encode()).hexdigest()
 
 
+def _limits(limits: Optional[SpecLimits], trusted: bool) -> SpecLimits:
+    if trusted:
+        return UNLIMITED
+    return active_limits() if limits is None else limits
+
+
+def _utf8_size(text: str, limits: SpecLimits) -> int:
+    """The text's UTF-8 size, without encoding a text that is clearly too large."""
+    if len(text) > limits.spec_bytes or len(text) * 4 <= limits.spec_bytes:
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def _missing_to_dict(column: Column):
     policy = column.missing
     if policy.policy != "constant":
@@ -193,23 +231,33 @@ def _missing_to_dict(column: Column):
     return {"constant": policy.value}
 
 
-def load_spec(path_or_text: str) -> FeatureSpec:
+def load_spec(path_or_text: str, limits: Optional[SpecLimits] = None) -> FeatureSpec:
     """Loads a spec from a file path, or parses it if it is inline YAML/JSON.
 
+    `limits`: as in `FeatureSpec.from_text` (None: `active_limits()`); a file
+    over ``spec_bytes`` is refused by its size, before it is read.
+
     Raises:
-      SpecError: the file is missing/unreadable or the spec is invalid.
+      SpecError: the file is missing/unreadable, too large or the spec is invalid.
     """
-    looks_inline = "\n" in path_or_text or path_or_text.lstrip().startswith("{")
+    limits = active_limits() if limits is None else limits
+    looks_inline = "\n" in path_or_text or path_or_text.lstrip().startswith("{") or len(path_or_text) > 4096
     if looks_inline:
-        return FeatureSpec.from_text(path_or_text, source="<inline spec>")
+        return FeatureSpec.from_text(path_or_text, source="<inline spec>", limits=limits)
     if not os.path.exists(path_or_text):
         raise SpecError(
-            f"Spec file {path_or_text!r} does not exist. Pass --spec with the path "
+            f"Spec file {excerpt(path_or_text, 300)} does not exist. Pass --spec with the path "
             "of a YAML or JSON feature spec (see README, 'The feature spec')."
         )
     try:
+        if os.path.isfile(path_or_text):
+            check_text_size(os.path.getsize(path_or_text), path_or_text, limits)
         with open(path_or_text, encoding="utf-8") as f:
-            text = f.read()
+            text = f.read(limits.spec_bytes + 1)
     except OSError as e:
-        raise SpecError(f"Cannot read spec file {path_or_text!r}: {e.strerror}.") from None
-    return FeatureSpec.from_text(text, source=path_or_text)
+        raise SpecError(f"Cannot read spec file {excerpt(path_or_text, 300)}: {e.strerror}.") from None
+    except UnicodeDecodeError as e:
+        raise SpecError(
+            f"Cannot read spec file {excerpt(path_or_text, 300)}: it is not UTF-8 text (byte {e.start})."
+        ) from None
+    return FeatureSpec.from_text(text, source=path_or_text, limits=limits)
