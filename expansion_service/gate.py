@@ -11,7 +11,13 @@ decoded or constructed:
   ``pythonsdk_any`` included) are refused, as are coders and window fns
   outside an allowlist (pickled coders included);
 - only the input PCollections and their coders/windowing are kept from the
-  caller's components.
+  caller's components, and each input must be Rows whose fields are plain
+  values (no nested rows, arrays, maps or logical types);
+- the transform's unique name and the namespace are short and printable.
+
+Nothing here constructs a stage: `decode_transform` turns the payload into
+the allowlisted entry and its string configuration, and the construction
+worker (`construction`) builds it, in a process the service can kill.
 
 Refusals raise `RefusedError` (or `registry.RegistryError`); both are
 `FeaturebridgeError`s, whose messages are written for the caller. `is_caller_error`
@@ -23,18 +29,21 @@ from __future__ import annotations
 from typing import Dict, Iterable, Sequence
 
 from featurebridge.expansion_service import registry
-from featurebridge.transforms.errors import FeaturebridgeError
+from featurebridge.transforms.errors import FeaturebridgeError, excerpt
 
 __all__ = [
     "ALLOWED_CODER_URNS",
     "ALLOWED_LOGICAL_TYPE_URNS",
     "ALLOWED_WINDOW_FN_URNS",
     "IMPULSE_URN",
+    "INPUT_FIELD_TYPES",
+    "MAX_NAME_CHARS",
     "ROW_CODER_URN",
     "RefusedError",
-    "build_transform",
     "check_input_count",
+    "check_names",
     "check_schema",
+    "decode_transform",
     "is_caller_error",
     "logical_type_urns",
     "prune_request",
@@ -82,6 +91,12 @@ ALLOWED_WINDOW_FN_URNS = frozenset(
 ROW_CODER_URN = "beam:coder:row:v1"
 IMPULSE_URN = "beam:transform:impulse:v1"
 _MAX_SCHEMA_DEPTH = 16
+# The transform's unique_name and the request's namespace: every sub-transform
+# of the expansion carries them, so their length multiplies the response.
+MAX_NAME_CHARS = 256
+# What an input Row field may be: plain values that become one Arrow column each.
+INPUT_FIELD_TYPES = ("BYTE", "INT16", "INT32", "INT64", "FLOAT", "DOUBLE", "STRING", "BOOLEAN")
+_STRING_LOGICAL_TYPES = ("beam:logical_type:var_char:v1", "beam:logical_type:fixed_char:v1")
 
 
 class RefusedError(FeaturebridgeError, ValueError):
@@ -142,7 +157,7 @@ def check_schema(schema, where: str) -> None:
     bad = sorted(set(logical_type_urns(schema)) - ALLOWED_LOGICAL_TYPE_URNS)
     if bad:
         raise RefusedError(
-            f"{where} uses logical type(s) {bad}, which this service never decodes "
+            f"{where} uses logical type(s) {[excerpt(u) for u in bad[:5]]}, which this service never decodes "
             "(python_callable and pythonsdk_any carry code). Allowed logical types: "
             f"{sorted(ALLOWED_LOGICAL_TYPE_URNS)}; send plain strings and numbers."
         )
@@ -154,11 +169,11 @@ def _check_coder(components, coder_id: str, seen: set) -> None:
     seen.add(coder_id)
     if coder_id not in components.coders:
         # Beam's PipelineContext would unpickle a dangling coder id: refuse.
-        raise RefusedError(f"coder id {coder_id[:80]!r} is referenced but not defined in the components.")
+        raise RefusedError(f"coder id {excerpt(coder_id)} is referenced but not defined in the components.")
     coder = components.coders[coder_id]
     if coder.spec.urn not in ALLOWED_CODER_URNS:
         raise RefusedError(
-            f"input coder {coder.spec.urn[:100]!r} is not allowed; inputs must use the portable "
+            f"input coder {excerpt(coder.spec.urn)} is not allowed; inputs must use the portable "
             f"row coder ({ROW_CODER_URN}) or another standard coder: {sorted(ALLOWED_CODER_URNS)}."
         )
     if coder.spec.urn == ROW_CODER_URN:
@@ -167,6 +182,56 @@ def _check_coder(components, coder_id: str, seen: set) -> None:
         check_schema(schema_pb2.Schema.FromString(coder.spec.payload), "an input Row schema")
     for sub in coder.component_coder_ids:
         _check_coder(components, sub, seen)
+
+
+def check_names(request) -> None:
+    """Refuses a unique_name or namespace that is long or holds control characters.
+
+    Raises:
+      RefusedError: naming the field, its length and the bound (no echo of the value).
+    """
+    for field, value in (("the transform's unique_name", request.transform.unique_name),
+                         ("the namespace", request.namespace)):
+        if len(value) > MAX_NAME_CHARS:
+            raise RefusedError(
+                f"{field} is {len(value)} characters long; the most this service takes is "
+                f"{MAX_NAME_CHARS}. Use a short name."
+            )
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise RefusedError(f"{field} {excerpt(value)} holds control characters; use printable text.")
+
+
+def _field_kind(ft) -> str:
+    which = ft.WhichOneof("type_info")
+    if which == "atomic_type":
+        from apache_beam.portability.api import schema_pb2
+
+        return schema_pb2.AtomicType.Name(ft.atomic_type)
+    if which == "logical_type":
+        return "STRING" if ft.logical_type.urn in _STRING_LOGICAL_TYPES else f"logical type {excerpt(ft.logical_type.urn)}"
+    return {"row_type": "ROW", "array_type": "ARRAY", "iterable_type": "ITERABLE", "map_type": "MAP"}.get(which, str(which))
+
+
+def _check_input_fields(components, coder_id: str, tag: str) -> None:
+    """Refuses an input that is not Rows of plain fields, naming the field."""
+    from apache_beam.portability.api import schema_pb2
+
+    coder = components.coders[coder_id]
+    while coder.spec.urn == "beam:coder:length_prefix:v1" and coder.component_coder_ids:
+        coder = components.coders[coder.component_coder_ids[0]]
+    if coder.spec.urn != ROW_CODER_URN:
+        raise RefusedError(
+            f"input {excerpt(tag)} is not a PCollection of Rows (its coder is {excerpt(coder.spec.urn)}); "
+            f"send Rows ({ROW_CODER_URN}) with one field per raw column."
+        )
+    for f in schema_pb2.Schema.FromString(coder.spec.payload).fields:
+        kind = _field_kind(f.type)
+        if kind not in INPUT_FIELD_TYPES:
+            raise RefusedError(
+                f"input {excerpt(tag)} field {excerpt(f.name)} is {kind}; input fields must be one of "
+                f"{list(INPUT_FIELD_TYPES)} (nullable), one per raw column. Flatten nested rows, "
+                "arrays and maps into columns first."
+            )
 
 
 def prune_request(request):
@@ -188,15 +253,16 @@ def prune_request(request):
     coders: set = set()
     for tag, pid in request.transform.inputs.items():
         if pid not in src.pcollections:
-            raise RefusedError(f"input {tag[:80]!r} names PCollection {pid[:80]!r}, which is not in the components.")
+            raise RefusedError(f"input {excerpt(tag)} names PCollection {excerpt(pid)}, which is not in the components.")
         pc = src.pcollections[pid]
         _check_coder(src, pc.coder_id, coders)
+        _check_input_fields(src, pc.coder_id, tag)
         if pc.windowing_strategy_id not in src.windowing_strategies:
-            raise RefusedError(f"input {tag[:80]!r} has no windowing strategy in the components.")
+            raise RefusedError(f"input {excerpt(tag)} has no windowing strategy in the components.")
         ws = src.windowing_strategies[pc.windowing_strategy_id]
         if ws.window_fn.urn not in ALLOWED_WINDOW_FN_URNS:
             raise RefusedError(
-                f"input window fn {ws.window_fn.urn[:100]!r} is not allowed; use one of {sorted(ALLOWED_WINDOW_FN_URNS)}."
+                f"input window fn {excerpt(ws.window_fn.urn)} is not allowed; use one of {sorted(ALLOWED_WINDOW_FN_URNS)}."
             )
         _check_coder(src, ws.window_coder_id, coders)
         out.components.windowing_strategies[pc.windowing_strategy_id].CopyFrom(ws)
@@ -222,7 +288,7 @@ def check_input_count(entry, input_tags: Sequence[str]) -> None:
     if len(input_tags) != len(entry.inputs):
         raise RefusedError(
             f"{entry.identifier} takes exactly {len(entry.inputs)} input PCollection "
-            f"{list(entry.inputs)}; got {len(input_tags)} ({sorted(input_tags)[:10]})."
+            f"{list(entry.inputs)}; got {len(input_tags)} ({[excerpt(t) for t in sorted(input_tags)[:10]]})."
         )
 
 
@@ -251,23 +317,21 @@ def _row_to_dict(row) -> Dict[str, object]:
     return dict(row._asdict())
 
 
-def build_transform(transform_proto, allowed_roots: Sequence[str] = ()):
-    """The registry entry and the PTransform for an allowlisted request.
+def decode_transform(transform_proto):
+    """The registry entry and the checked string configuration an allowlisted
+    request asks for (nothing is constructed here).
 
     Args:
       transform_proto: the request's PTransform (URN and payload).
-      allowed_roots: when non-empty, every directory in the configuration must
-        lie under one of these.
 
     Returns:
-      (registry.Entry, the constructed PTransform).
+      (registry.Entry, {field: str}) with exactly the entry's fields.
 
     Raises:
       RefusedError: a URN other than the two accepted, or a payload that does
         not parse or uses a refused logical type.
       RegistryError: an identifier or class name outside the allowlist, or a
-        bad configuration.
-      FeaturebridgeError: the stage's constructor refuses the values (SpecError, ...).
+        bad configuration (unknown, missing or non-string fields).
     """
     from apache_beam.portability.api import external_transforms_pb2
 
@@ -279,8 +343,8 @@ def build_transform(transform_proto, allowed_roots: Sequence[str] = ()):
         except Exception:
             raise RefusedError("the SchemaTransformPayload is not a valid protobuf message.") from None
         entry = registry.by_identifier(st.identifier)
-        row = _decode_row(st.configuration_schema, st.configuration_row, f"the configuration of {st.identifier}")
-        return entry, entry.build(_row_to_dict(row), allowed_roots)
+        row = _decode_row(st.configuration_schema, st.configuration_row, f"the configuration of {entry.identifier}")
+        return entry, entry.check_config(_row_to_dict(row))
     if urn == registry.FQN_URN:
         try:
             ext = external_transforms_pb2.ExternalConfigurationPayload.FromString(payload)
@@ -293,9 +357,9 @@ def build_transform(transform_proto, allowed_roots: Sequence[str] = ()):
         entry = registry.by_class_name(constructor)
         args = tuple(getattr(row, "args", None) or ())
         kwargs = _row_to_dict(getattr(row, "kwargs", None))
-        return entry, entry.build(registry.fqn_config(entry, args, kwargs), allowed_roots)
+        return entry, entry.check_config(registry.fqn_config(entry, args, kwargs))
     raise RefusedError(
-        f"transform URN {urn[:120]!r} is not accepted (pickled transforms and arbitrary "
+        f"transform URN {excerpt(urn)} is not accepted (pickled transforms and arbitrary "
         f"Python are never run here); use {registry.SCHEMA_TRANSFORM_URN} with one of "
         f"{[e.identifier for e in registry.ENTRIES]}, or {registry.FQN_URN} with one of "
         f"{[e.class_name for e in registry.ENTRIES]}."

@@ -52,11 +52,15 @@ beam.coders.registry.register_coder(Raw, beam.coders.RowCoder)
 
 
 @contextlib.contextmanager
-def start_server(tmp_dir: str, *args: str, env: Optional[Dict[str, str]] = None,
+def start_server(tmp_dir: str, *args: str, root: Optional[str] = None, env: Optional[Dict[str, str]] = None,
                  name: str = "server") -> Iterator[ExpansionServiceProcess]:
     """Runs the expansion service on a free loopback port until the block ends,
-    logging to ``tmp_dir/<name>.log``; `env` adds variables to the test
-    environment (the checkout on PYTHONPATH)."""
-    with expansion_service_process(args=args, env=worker_env(env), log_path=os.path.join(tmp_dir, f"{name}.log"),
-                                   cwd=REPO_ROOT) as server:
+    logging to ``tmp_dir/<name>.log``, with callers' directories confined to
+    `root` (``--allowed_root``, unless `args` has its own; None: the parent of
+    `tmp_dir`, pytest's base temporary directory for ``tmp_path_factory.mktemp``
+    folders); `env` adds
+    variables to the test environment (the checkout on PYTHONPATH)."""
+    root_args = [] if "--allowed_root" in args else ["--allowed_root", root or os.path.dirname(os.path.abspath(tmp_dir))]
+    with expansion_service_process(args=[*root_args, *args], env=worker_env(env),
+                                   log_path=os.path.join(tmp_dir, f"{name}.log"), cwd=REPO_ROOT) as server:
         yield server

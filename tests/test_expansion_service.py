@@ -34,7 +34,7 @@ from apache_beam.transforms.external import (
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from featurebridge.expansion_service.interceptor import HEALTH_SLOTS
+from featurebridge.expansion_service.interceptor import WATCH_SLOTS
 from tests.expansion_helpers import (
     ANALYZE_ID,
     FQN_URN,
@@ -440,7 +440,7 @@ def test_unknown_identifiers_and_bad_configs_name_what_is_allowed(server, tmp_pa
     resp = expand(server.address, expansion_request(schema_transform_spec(ANALYZE_ID, spec="columns: 5", output_dir=str(tmp_path / "o"))))
     assert "refused the request" in resp.error and "spec" in resp.error and "columns" in resp.error
     resp = expand(server.address, expansion_request(schema_transform_spec(ANALYZE_ID, spec=SPEC, output_dir="relative/dir")))
-    assert "output_dir: 'relative/dir' must be an absolute path" in resp.error
+    assert "'output_dir'" in resp.error and "use an absolute path strictly inside one of them" in resp.error
     resp = expand(server.address, expansion_request(schema_transform_spec(TRANSFORM_ID, analyzed_dir=str(tmp_path))))
     assert "analyzed_dir:" in resp.error and "is not an analyze output" in resp.error
     resp = expand(server.address, expansion_request(schema_transform_spec(PREDICT_ID, model_dir=str(tmp_path))))
@@ -469,7 +469,7 @@ def limited(tmp_path_factory):
     os.makedirs(os.path.join(tmp, "allowed"))
     with start_server(tmp, "--environment", "embedded", "--no_stage_project", "--max_concurrent_rpcs", "2",
                       "--allowed_root", os.path.join(tmp, "allowed"),
-                      "--max_message_bytes", str(1 << 20), "--grace_seconds", "60",
+                      "--max_request_bytes", str(1 << 20), "--grace_seconds", "60",
                       env={"FEATUREBRIDGE_EXPANSION_TOKEN": TOKEN}, name="limited") as s:
         yield s
 
@@ -558,20 +558,22 @@ def test_more_concurrent_requests_than_the_bound_get_resource_exhausted(limited)
     assert [r.error for r in responses] == ["", ""]
     assert "refused: 2 work RPCs already in flight" in limited.log()
 
-    # Health has slots of its own: Watch streams can fill those, never the work slots.
+    # Watch streams have slots of their own: they can fill those, never the
+    # work slots nor a health Check's.
     ch = channel(limited.address, TOKEN)
     watches = []
     try:
         health_stub = health_pb2_grpc.HealthStub(ch)
-        for _ in range(HEALTH_SLOTS):
+        for _ in range(WATCH_SLOTS):
             stream = health_stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=60)
             next(stream)  # the first status: the RPC is now in flight
             watches.append(stream)
         with pytest.raises(grpc.RpcError) as info:
             next(health_stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10))
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "health requests are already in flight" in info.value.details()
+        assert "health Watch streams are already in flight" in info.value.details()
         assert len(_discover(limited.address).schema_transform_configs) == 3
+        assert health_status(limited.address) == health_pb2.HealthCheckResponse.SERVING
     finally:
         for stream in watches:
             stream.cancel()

@@ -119,7 +119,7 @@ def java_engines(java_tools, tmp_path_factory, in_process, job):
         services.wait("worker_pool")
         with start_server(str(logs), "--environment", "external", "--environment_config",
                           services.endpoint("worker_pool"), "--no_stage_project",
-                          name="expansion_service") as server:
+                          root=str(tmp_path_factory.getbasetemp()), name="expansion_service") as server:
             for name in JOB_SERVERS:
                 services.wait(name)
             builder.join(MAVEN_TIMEOUT_S * 2 + 10)
