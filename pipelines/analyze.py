@@ -25,6 +25,7 @@ from featurebridge.transforms import layout, provenance
 from featurebridge.transforms.errors import UsageError
 from featurebridge.transforms.staging import StagedOutput
 from featurebridge.transforms.spec import FeatureSpec, load_spec
+from featurebridge.transforms.spec_limits import parse_limit_overrides, set_active_limits
 
 # featurebridge.transforms.analyze and featurebridge.transforms.preprocessing import TensorFlow/TFT (~10 s);
 # run_analyze imports them only after the options and the spec are validated, so a
@@ -38,6 +39,9 @@ _LOG = logging.getLogger(__name__)
 def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     """Parses the command line (``featurebridge analyze ...``), then `run_analyze`.
 
+    ``--spec_limit NAME=N`` flags (none: the defaults) become the process's
+    spec limits (`set_active_limits`) before the spec is loaded.
+
     Raises:
       UnknownOptionError: a flag neither analyze nor Beam defines (--analyser).
       UsageError, RunnerConfigError: missing or bad options, before any work.
@@ -48,6 +52,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     argv = expand_runner_config(argv)
     opts = AnalyzeOptions(argv)
     refuse("analyze", opts.validate_analyze())
+    set_active_limits(parse_limit_overrides(opts.spec_limit or []))  # before the spec is loaded
     return run_analyze(
         opts.spec, opts.input, opts.output, argv,
         input_format=opts.input_format, overwrite=opts.overwrite,

@@ -30,6 +30,7 @@ __all__ = [
     "RunArgs",
     "TrainArgs",
     "add_input_args",
+    "add_spec_limit_arg",
     "refuse",
 ]
 
@@ -54,6 +55,18 @@ def add_input_args(add_argument) -> None:
     )
 
 
+def add_spec_limit_arg(add_argument) -> None:
+    """--spec_limit NAME=N (repeatable), shared by the jobs that take --spec."""
+    add_argument(
+        "--spec_limit",
+        action="append",
+        default=None,
+        metavar="NAME=N",
+        help="Change one bound the feature spec is checked against, e.g. num_buckets=20000; "
+        "repeatable. The bounds and their defaults: README, 'Spec limits'.",
+    )
+
+
 def _add_once(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
     """Every PipelineOptions subclass shares one parser, so a flag another job
     already defines (--input, --output, --overwrite...) is reused, not redeclared."""
@@ -68,6 +81,7 @@ class AnalyzeOptions(PipelineOptions):
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
         add_input_args(parser.add_argument)
         parser.add_argument("--spec", help="Feature spec file (YAML or JSON).")
+        add_spec_limit_arg(parser.add_argument)
         parser.add_argument("--output", help="Output directory for the analyzed artifacts.")
         parser.add_argument(
             "--overwrite", action="store_true", default=False, help="Replace an existing --output."
@@ -179,6 +193,7 @@ class RunArgs:
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
         add_input_args(parser.add_argument)
         parser.add_argument("--spec", help="Feature spec file (YAML or JSON).")
+        add_spec_limit_arg(parser.add_argument)
         parser.add_argument("--output", help="Output directory (analyzed/, model/, predictions/, summary.json).")
         parser.add_argument(
             "--holdout", default=None,

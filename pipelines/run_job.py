@@ -24,6 +24,7 @@ from featurebridge.pipelines.options import MODEL_TYPES, RunArgs
 from featurebridge.pipelines.runner_config import expand_runner_config
 from featurebridge.transforms import layout, provenance
 from featurebridge.transforms.errors import OutputExistsError, UsageError
+from featurebridge.transforms.spec_limits import parse_limit_overrides, set_active_limits
 
 __all__ = [ "run", "run_job", "split_inputs", "summarize"]
 
@@ -109,6 +110,9 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     """Parses the command line (``featurebridge run ...``), then `run_job`.
     Flags run does not define are Beam pipeline options for analyze and predict.
 
+    ``--spec_limit NAME=N`` flags (none: the defaults) become the process's
+    spec limits (`set_active_limits`) before the spec is loaded.
+
     Raises:
       UnknownOptionError: a flag neither run nor Beam defines.
       UsageError, RunnerConfigError: missing or bad options, before any work.
@@ -117,6 +121,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     argv = list(argv if argv is not None else sys.argv[1:])
     check_options("run", argv, own=[RunArgs])
     args, beam_flags = RunArgs.parse(expand_runner_config(argv))
+    set_active_limits(parse_limit_overrides(args.spec_limit or []))  # before the spec is loaded
     return run_job(
         args.spec, args.input, args.output, beam_flags,
         holdout=args.holdout, input_format=args.input_format, model=args.model,

@@ -183,7 +183,7 @@ class AnalyzeAndTransform(beam.PTransform):
 
 def _evaluate_constants(saved_model_dir: str, spec_json: str):
     """The constants transform_fn at `saved_model_dir` -> {key: [floats]} (runs on a worker)."""
-    return evaluate_constants_fn(saved_model_dir, FeatureSpec.from_text(spec_json))
+    return evaluate_constants_fn(saved_model_dir, FeatureSpec.from_text(spec_json, trusted=True))
 
 
 class AnalyzeToDirectory(beam.PTransform):

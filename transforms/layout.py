@@ -154,7 +154,7 @@ def load_analyzed(analyzed_dir: str) -> AnalyzedOutput:
         manifest = json.load(f)
     if "spec" not in manifest:
         raise ArtifactError(f"{manifest_path} has no 'spec' field; re-run `featurebridge analyze`.")
-    spec = FeatureSpec.from_dict(manifest["spec"], source=manifest_path)
+    spec = FeatureSpec.from_dict(manifest["spec"], source=manifest_path, trusted=True)
     return AnalyzedOutput(path=analyzed_dir, manifest=manifest, spec=spec)
 
 

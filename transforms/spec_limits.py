@@ -179,7 +179,7 @@ def _limit_error(where: str, field: str, what: str, limit_name: str, bound: int,
 def excerpt_list(items: Iterable[Any], most: int = 10) -> str:
     """``['a', 'b']``: the items' excerpts, the first `most` then "and N more"."""
     items = list(items)
-    shown = ", ".join(excerpt(item) for item in items[:most])
+    shown = ", ".join(excerpt(item, 40) for item in items[:most])
     more = f", and {len(items) - most} more" if len(items) > most else ""
     return f"[{shown}{more}]"
 
@@ -253,7 +253,7 @@ def check_text_size(size: int, source: str, limits: SpecLimits) -> None:
     """Refuses spec text (or a spec file) of more than ``spec_bytes`` bytes."""
     if size > limits.spec_bytes:
         raise SpecError(
-            f"{excerpt(source, 200)}: the spec is {size} bytes; the most allowed is {limits.spec_bytes} bytes "
+            f"{source[:300]}: the spec is {size} bytes; the most allowed is {limits.spec_bytes} bytes "
             f"(spec limit spec_bytes; {_RAISE.format(name='spec_bytes')})."
         )
 
@@ -284,9 +284,10 @@ def check_structure(data: Any, source: str, limits: SpecLimits) -> None:
     while todo:
         value, depth, path = todo.pop()
         nodes += 1
-        if nodes > limits.nodes:
-            raise nodes_error(source, limits)
-        if isinstance(value, Mapping) or isinstance(value, (list, tuple)):
+        kind = type(value)
+        if kind is str or kind is float or kind is bool or value is None:
+            continue
+        if kind is dict or kind is list or isinstance(value, (Mapping, list, tuple)):
             if depth > limits.depth:
                 raise depth_error(source, depth, limits)
             if nodes + len(todo) + 2 * len(value) > limits.nodes:
@@ -294,8 +295,9 @@ def check_structure(data: Any, source: str, limits: SpecLimits) -> None:
             if isinstance(value, Mapping):
                 for key, item in value.items():
                     label = key if isinstance(key, str) and len(key) <= 40 else excerpt(key, 40)
-                    todo.append((key, depth + 1, f"{path}.{label}" if path else str(label)))
-                    todo.append((item, depth + 1, f"{path}.{label}" if path else str(label)))
+                    where = f"{path}.{label}" if path else str(label)
+                    todo.append((key, depth + 1, where))
+                    todo.append((item, depth + 1, where))
             else:
                 todo.extend((item, depth + 1, f"{path}[{i}]") for i, item in enumerate(value))
         elif isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:

@@ -39,8 +39,8 @@ def _check_events(text: Union[str, bytes], source: str, limits: SpecLimits) -> N
     for event in yaml.parse(text, Loader=_Loader):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise SpecError(
-                f"{source}: {_where(event)}: anchors and aliases (&name, *name) are not allowed "
-                "in a spec; write the values out."
+                f"{source}: {_where(event)}: anchors and aliases are not allowed "
+                "in a spec; write the values out (no &name or *name)."
             )
         if isinstance(event, (yaml.CollectionStartEvent, yaml.ScalarEvent)):
             nodes += 1
@@ -94,6 +94,8 @@ def load_yaml(text: Union[str, bytes], source: str, limits: SpecLimits) -> Any:
     try:
         _check_events(text, source, limits)
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+    except SpecError:
+        raise
     except yaml.YAMLError as e:
         raise SpecError(f"{source}: not valid YAML or JSON ({_yaml_problem(e)}). {_HINT}") from None
     except (ValueError, OverflowError, TypeError, RecursionError) as e:
