@@ -180,3 +180,57 @@ def test_cross_language_runs_commit_without_overwrite_and_stage_beside_the_outpu
     os.symlink(tmp_path / "nowhere", out)  # a dangling link is something too
     with pytest.raises(OutputExistsError, match=r"already exists"):
         xlang.AnalyzeAndTransformRows(SPEC, str(out))
+
+
+# ---------------------------------------------------------------- end to end (small DirectRunner runs)
+
+
+def _kept_staging(parent, name="out"):
+    kept = [d for d in os.listdir(parent) if d.startswith(f".{name}.staging-")]
+    assert len(kept) == 1, os.listdir(parent)
+    return os.path.join(parent, kept[0])
+
+
+def test_a_cross_language_run_never_replaces_a_directory_that_appeared_after_expansion(tmp_path):
+    import apache_beam as beam
+
+    from featurebridge.transforms import xlang
+    from tests.expansion_helpers import SPEC
+    from tests.xlang_helpers import raw_rows
+
+    out = tmp_path / "out"
+    stage = xlang.AnalyzeAndTransformRows(SPEC, str(out))
+    p = beam.Pipeline()
+    _ = p | beam.Create(raw_rows()) | stage
+    out.mkdir()  # after Expand, before the commit
+    (out / "precious.txt").write_text("keep me")
+    with pytest.raises(OutputExistsError, match=APPEARED) as info:
+        p.run().wait_until_finish()
+    assert _tree(out) == [("precious.txt", "keep me")]
+    kept = _kept_staging(tmp_path)
+    assert repr(kept) in str(info.value)
+    assert {MANIFEST, "constants.json", "transform_fn"} <= set(os.listdir(kept))
+
+
+def test_the_cli_analyze_without_overwrite_keeps_its_results_when_the_output_appears_meanwhile(tmp_path, monkeypatch):
+    from featurebridge.pipelines.analyze import run_analyze
+    from featurebridge.transforms import analyze
+
+    (tmp_path / "data.csv").write_text("x,y\n" + "".join(f"{i * 0.5},{i % 2}\n" for i in range(40)))
+    (tmp_path / "spec.yaml").write_text(
+        "label: {column: y, kind: binary}\ncolumns:\n  - {name: x, type: float, transforms: [zscore]}\n"
+        "  - {name: y, type: int}\n"
+    )
+    out = tmp_path / "out"
+
+    class AppearsMeanwhile(analyze.AnalyzeToDirectory):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            out.mkdir()  # after the launcher's check, before the commit
+            (out / "precious.txt").write_text("keep me")
+
+    monkeypatch.setattr(analyze, "AnalyzeToDirectory", AppearsMeanwhile)
+    with pytest.raises(OutputExistsError, match=APPEARED):
+        run_analyze(str(tmp_path / "spec.yaml"), str(tmp_path / "data.csv"), str(out), ["--runner", "DirectRunner"])
+    assert _tree(out) == [("precious.txt", "keep me")]
+    assert MANIFEST in os.listdir(_kept_staging(tmp_path))
