@@ -26,7 +26,7 @@ REQUIRED = [
 ]
 
 EXTRAS = {
-    "test": ["pytest>=9", "pytest-timeout>=2.4"],
+    "test": ["pytest>=9", "pytest-timeout>=2.4", "hypothesis>=6.170"],
     "bench": ["pandas>=3", "scikit-learn>=1.9"],
 }
 
