@@ -7,8 +7,9 @@ text. Each subclass also keeps the builtin base it always had (ValueError,
 FileExistsError, RuntimeError), so ``except ValueError`` code keeps working.
 
 Messages name the file, row, column or field that was wrong and say what to do.
-This module imports nothing heavy: the CLI and the expansion service load it
-without TensorFlow.
+Messages never echo a caller's value in full: `excerpt(value)` gives the
+short, escaped form to quote. This module imports nothing heavy: the CLI and
+the expansion service load it without TensorFlow.
 """
 
 import reprlib
@@ -24,8 +25,7 @@ __all__ = [
     "SpecError",
     "TrainingError",
     "UsageError",
-    "excerpt",
-]
+]  # and `excerpt`, the one helper: __all__ lists the error classes only
 
 
 class FeaturebridgeError(Exception):

@@ -5,9 +5,10 @@ the language boundary. This module holds `FeatureSpec` (the validated spec,
 its queries and its canonical form) and `load_spec`; it knows nothing of
 TensorFlow or Beam. Its parts live in featurebridge.transforms.spec_parts and
 .input_format, the tables of types and spellings in .spec_tables, the
-validation in .spec_parse, the bounds every spec is held to (its size,
-depth, counts and sizes) in .spec_limits and the safe YAML reading in
-.spec_yaml; every name is re-exported here.
+validation in .spec_parse (every name of these is re-exported here), the
+bounds every spec is held to (its size, depth, counts and sizes) in
+.spec_limits (SpecLimits, UNLIMITED and the active limits are re-exported)
+and the safe YAML reading in .spec_yaml.
 
 Example::
 
