@@ -89,13 +89,12 @@ def parse_spec_fields(data: Any, source: str, limits: Optional[SpecLimits] = Non
     key_name = data.get("key")
 
     columns = []
-    seen = set()
-    by_source, total = {}, 0
+    by_name, by_source, total = {}, {}, 0
     for i, raw in enumerate(raw_columns):
         col = _parse_column(raw, f"{source}: columns[{i}]", label_name, key_name, input_format, limits)
-        if col.name in seen:
+        if col.name in by_name:
             raise _fail(f"{source}: column {col.name!r}", "is declared twice.")
-        seen.add(col.name)
+        by_name[col.name] = col
         if col.source in by_source:
             raise _fail(
                 f"{source}: column {col.name!r}",
@@ -114,7 +113,6 @@ def parse_spec_fields(data: Any, source: str, limits: Optional[SpecLimits] = Non
                 f"{source}: input, field 'column_names'",
                 f"does not list the spec column(s) {excerpt_list(unnamed)}; list every file column in order.",
             )
-    by_name = {c.name: c for c in columns}
 
     label = None
     if data.get("label") is not None:
@@ -238,13 +236,9 @@ def _parse_column(raw: Any, where: str, label_name, key_name, input_format: Inpu
         raise _fail(where, "field 'transforms' must be a list.")
     check_count(raw_transforms, "transforms_per_column", where, "transforms", limits)
     transforms = tuple(
-        _parse_transform(t, ctype, name, f"{where}, transforms[{j}]", limits)
-        for j, t in enumerate(raw_transforms)
-    )
-    return Column(
-        name=name, type=ctype, missing=missing, transforms=transforms,
-        source=source_name or name, null_markers=markers,
-    )
+        _parse_transform(t, ctype, name, f"{where}, transforms[{j}]", limits) for j, t in enumerate(raw_transforms))
+    return Column(name=name, type=ctype, missing=missing, transforms=transforms, source=source_name or name,
+                  null_markers=markers)
 
 
 def _parse_missing(raw: Any, ctype: str, where: str, limits: SpecLimits) -> MissingPolicy:
