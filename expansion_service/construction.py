@@ -159,11 +159,28 @@ def serve(read_stream, write_stream) -> int:
         frames.write_message(write_stream, reply, reply_body)
 
 
+def _die_with_parent() -> None:
+    """On Linux, asks the kernel to SIGKILL this worker when the service dies,
+    however it dies (elsewhere the closed pipe ends the worker once idle)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the service died before the request took effect
+        os._exit(1)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="featurebridge expansion construction worker")
     parser.add_argument("--read_fd", type=int, required=True)
     parser.add_argument("--write_fd", type=int, required=True)
     args = parser.parse_args(argv)
+    _die_with_parent()
     setup_logging()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with os.fdopen(args.read_fd, "rb") as read_stream, os.fdopen(args.write_fd, "wb") as write_stream:

@@ -42,3 +42,5 @@ def setup_logging(level: int = logging.INFO) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Beam logs a line per string type hint it meets at INFO: dozens per Expand.
+    logging.getLogger("apache_beam.typehints.native_type_compatibility").setLevel(max(level, logging.WARNING))

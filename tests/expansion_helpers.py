@@ -52,15 +52,17 @@ beam.coders.registry.register_coder(Raw, beam.coders.RowCoder)
 
 
 @contextlib.contextmanager
-def start_server(tmp_dir: str, *args: str, root: Optional[str] = None, env: Optional[Dict[str, str]] = None,
-                 name: str = "server") -> Iterator[ExpansionServiceProcess]:
+def start_server(tmp_dir: str, *args: str, root: Optional[str] = None, own_root: bool = False,
+                 env: Optional[Dict[str, str]] = None, name: str = "server") -> Iterator[ExpansionServiceProcess]:
     """Runs the expansion service on a free loopback port until the block ends,
     logging to ``tmp_dir/<name>.log``, with callers' directories confined to
     `root` (``--allowed_root``, unless `args` has its own; None: the parent of
     `tmp_dir`, pytest's base temporary directory for ``tmp_path_factory.mktemp``
-    folders); `env` adds
+    folders; `own_root`: no ``--allowed_root``, the service's own); `env` adds
     variables to the test environment (the checkout on PYTHONPATH)."""
-    root_args = [] if "--allowed_root" in args else ["--allowed_root", root or os.path.dirname(os.path.abspath(tmp_dir))]
+    root_args = []
+    if not own_root and "--allowed_root" not in args:
+        root_args = ["--allowed_root", root or os.path.dirname(os.path.abspath(tmp_dir))]
     with expansion_service_process(args=[*root_args, *args], env=worker_env(env),
                                    log_path=os.path.join(tmp_dir, f"{name}.log"), cwd=REPO_ROOT) as server:
         yield server
