@@ -170,7 +170,7 @@ class Finalize(beam.DoFn):
         from featurebridge.transforms import constants_json
         from featurebridge.transforms import provenance
 
-        spec = FeatureSpec.from_text(self._spec_json)
+        spec = FeatureSpec.from_text(self._spec_json, trusted=True)
         totals, per_file = sum_stats(stats)
         used_rows = used_rows or 0
         if stats and (

@@ -70,7 +70,7 @@ def _trained_spec(model_dir: str) -> FeatureSpec:
       ModelDirError: `model_dir` is not a featurebridge model.
     """
     source = os.path.join(serving_dir(model_dir), SERVING_INFO)
-    return FeatureSpec.from_dict(load_serving_info(model_dir)["spec"], source=source)
+    return FeatureSpec.from_dict(load_serving_info(model_dir)["spec"], source=source, trusted=True)
 
 
 def _label_column(model_dir: str) -> Column:
@@ -161,7 +161,7 @@ class ServingModelHandler(ModelHandler[object, PredictionResult, object]):
 
     def _serving_spec(self) -> FeatureSpec:
         if self._spec is None:
-            self._spec = FeatureSpec.from_text(self._spec_json)
+            self._spec = FeatureSpec.from_text(self._spec_json, trusted=True)
         return self._spec
 
     def _call_on_batch(self, model, batch: pa.RecordBatch) -> Dict[str, np.ndarray]:
@@ -257,7 +257,7 @@ class _ToRows(beam.DoFn):
 
     def setup(self):
         if self._trained_spec_json is not None:
-            trained = FeatureSpec.from_text(self._trained_spec_json)
+            trained = FeatureSpec.from_text(self._trained_spec_json, trusted=True)
             label = trained.column(trained.label.column)
             self._label_spec = dataclasses.replace(trained, columns=(label,), crosses=(), key=None)
 

@@ -183,7 +183,7 @@ class _RowsToBatchesFn(beam.DoFn):
         self._pass_key = pass_key
 
     def setup(self):
-        self._full = FeatureSpec.from_text(self._spec_json)
+        self._full = FeatureSpec.from_text(self._spec_json, trusted=True)
         self._spec = dataclasses.replace(
             self._full, columns=tuple(c for c in self._full.columns if c.name in self._columns)
         )

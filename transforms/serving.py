@@ -144,4 +144,4 @@ def load_serving_spec(model_dir: str) -> FeatureSpec:
     """
     info = layout.load_serving_info(model_dir)
     source = os.path.join(layout.serving_dir(model_dir), layout.SERVING_INFO)
-    return serving_spec(FeatureSpec.from_dict(info["spec"], source=source))
+    return serving_spec(FeatureSpec.from_dict(info["spec"], source=source, trusted=True))
