@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from featurebridge.expansion_service.gate import RefusedError
+from featurebridge.transforms.errors import excerpt
 
 __all__ = [
     "ARTIFACT_ID_PREFIX",
@@ -98,7 +99,7 @@ class ArtifactStore:
 
         allowed = f"only the artifacts this service staged, named by id {sorted(self._by_id)}"
         if artifact.type_urn != FILE_ARTIFACT_URN:
-            raise RefusedError(f"artifact type {artifact.type_urn[:80]!r} is not served; this service serves {allowed}.")
+            raise RefusedError(f"artifact type {excerpt(artifact.type_urn)} is not served; this service serves {allowed}.")
         try:
             payload = beam_runner_api_pb2.ArtifactFilePayload.FromString(artifact.type_payload)
         except Exception:

@@ -89,7 +89,9 @@ class Entry:
         if unknown or missing:
             parts = []
             if unknown:
-                parts.append(f"unknown field(s) {unknown}")
+                shown = [_excerpt(u, 40) for u in unknown[:10]]
+                more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+                parts.append(f"unknown field(s) [{', '.join(shown)}]{more}")
             if missing:
                 parts.append(f"missing field(s) {missing}")
             raise RegistryError(
@@ -342,7 +344,7 @@ def by_identifier(identifier: str) -> Entry:
     entry = _BY_ID.get(identifier)
     if entry is None:
         raise RegistryError(
-            f"SchemaTransform identifier {identifier[:200]!r} is not offered; this service "
+            f"SchemaTransform identifier {_excerpt(identifier, 200)} is not offered; this service "
             f"offers {sorted(_BY_ID)}."
         )
     return entry
@@ -358,7 +360,7 @@ def by_class_name(name: str) -> Entry:
     entry = _BY_CLASS.get(name)
     if entry is None:
         raise RegistryError(
-            f"fully qualified name {name[:200]!r} is not allowed; PythonExternalTransform may "
+            f"fully qualified name {_excerpt(name, 200)} is not allowed; PythonExternalTransform may "
             f"construct only {sorted(_BY_CLASS)} (no callables, no other names)."
         )
     return entry
@@ -378,7 +380,7 @@ def fqn_config(entry: Entry, args: Sequence[object], kwargs: Mapping[str, object
     values: Dict[str, object] = dict(zip(entry.fields, args))
     for name, value in kwargs.items():
         if name in values:
-            raise RegistryError(f"{entry.class_name}: argument {name!r} given twice.")
+            raise RegistryError(f"{entry.class_name}: argument {_excerpt(name)} given twice.")
         values[name] = value
     return values
 
