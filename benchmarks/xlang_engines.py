@@ -290,8 +290,8 @@ def main(argv=None) -> int:
         services.start_job_server("flink", os.path.join(base, "flink_artifacts"))
         services.wait("worker_pool")
         with expansion_service_process(
-            args=["--environment", "external", "--environment_config", services.endpoint("worker_pool"),
-                  "--no_stage_project"],
+            args=["--allowed_root", base, "--environment", "external", "--environment_config",
+                  services.endpoint("worker_pool"), "--no_stage_project"],
             env=_env(), log_path=os.path.join(logs, "expansion_service.log"), cwd=REPO_ROOT,
         ) as server:
             services.wait("flink")
