@@ -81,7 +81,7 @@ class ServerConfig:
       requirements_file: an optional requirements.txt to stage beside it.
       stage_project: stage the package at all (off only for embedded environments).
       max_concurrent_rpcs: Expand, discovery and artifact RPCs in flight at once; more
-        get RESOURCE_EXHAUSTED. Health RPCs have HEALTH_SLOTS more of their own.
+        get RESOURCE_EXHAUSTED. Health Checks and Watch streams have slots of their own.
       max_request_bytes: the largest request message, once decompressed.
       max_message_bytes: the largest response message.
       grace_seconds: how long in-flight RPCs may finish after a stop is asked;
