@@ -142,7 +142,7 @@ def run(argv: Optional[Sequence[str]] = None) -> None:
         pass
     # Whatever is still running (a construction, a stream a caller stopped
     # reading), the process is gone within grace + 2 s.
-    deadline = threading.Timer(config.grace_seconds + 1.8, _exit_now)
+    deadline = threading.Timer(config.grace_seconds + 1.5, _exit_now)
     deadline.daemon = True
     deadline.start()
     server.stop().wait(1.0)
@@ -154,7 +154,7 @@ def run(argv: Optional[Sequence[str]] = None) -> None:
 
 
 def _exit_now() -> None:
-    _LOG.warning("Still stopping %.1f s after the grace period began; exiting now", 1.8)
+    _LOG.warning("Still stopping 1.5 s after the grace period; exiting now")
     logging.shutdown()
     os._exit(0)
 
