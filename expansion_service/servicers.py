@@ -101,7 +101,8 @@ class ExpansionServicer:
         pruned = gate.prune_request(request)
         entry, config = gate.decode_transform(request.transform)
         registry.check_directories(entry.identifier, config, self._allowed_roots)
-        _LOG.info("[%s] Expand %s namespace=%s", rid, entry.identifier, excerpt(request.namespace))
+        _LOG.info("[%s] Expand %s (%s) namespace=%s", rid, entry.identifier, request.transform.spec.urn,
+                  excerpt(request.namespace))
         dropped = len(request.output_coder_requests)
         if dropped:
             _LOG.info("[%s] ignoring %d output coder request(s): outputs are Rows", rid, dropped)

@@ -18,6 +18,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from featurebridge.transforms import tft_concurrency
 from featurebridge.transforms.layout import TRANSFORM_FN_DIR
 from featurebridge.transforms.preprocessing import CONSTANTS_PREFIX, fill_vocabulary_name, label_vocabulary_name
 from featurebridge.transforms.spec import FeatureSpec
@@ -77,13 +78,15 @@ def evaluate_constants_fn(saved_model_dir: str, spec: FeatureSpec) -> Dict[str, 
       ``__constant__/`` prefix removed). A spec with no numeric analyzer gives
       {"none": [0.0]}, a placeholder nothing reads.
     """
-    transform_fn = tf.saved_model.load(saved_model_dir).transform_fn
     dummy = {}
     for c in spec.columns:
         dtype = {"float": tf.float32, "int": tf.int64, "string": tf.string}[c.storage]
         value = tf.constant(["x"] if c.storage == "string" else [0], dtype=dtype)
         dummy[c.name] = tf.SparseTensor(indices=[[0, 0]], values=value, dense_shape=[1, 1])
-    result = transform_fn(dummy)
+    # Not while another thread of this worker traces (Flink, Spark): the
+    # restored lookup tables would join that trace's resources.
+    with tft_concurrency.serialized():
+        result = tf.saved_model.load(saved_model_dir).transform_fn(dummy)
     values = {}
     for key, tensor in result.items():
         if key.startswith(CONSTANTS_PREFIX + "/"):

@@ -14,9 +14,15 @@ process-global stack too: a vocabulary's lookup table made in one thread's trace
 can be registered with the other thread's tracker, and ``tf.saved_model.save``
 then fails on an "untracked resource".
 
+Loading a SavedModel that holds lookup tables (TFT's ``SavedModelLoader`` on
+workers, our constants evaluation) restores those tables under the same global
+tracker stack, so a load in one thread during a trace in another fails that
+trace's save the same way.
+
 `install` makes each of TFT's trace-and-save steps (``impl_helper.
-trace_and_write_v2_saved_model``, ``trace_preprocessing_function``) and every
-``object_tracker_scope`` hold one process-wide lock. It costs nothing until TFT
+trace_and_write_v2_saved_model``, ``trace_preprocessing_function``), every
+``object_tracker_scope`` and every ``SavedModelLoader`` construction hold one
+process-wide lock; `serialized` holds it around a load of our own. It costs nothing until TFT
 is imported: if TFT is not loaded yet, a meta-path hook applies the wraps right
 after each module is first imported. ``transforms/__init__`` installs it, so
 every worker that unpickles any featurebridge object (the spec inside each
@@ -32,16 +38,33 @@ import importlib.abc
 import sys
 import threading
 
-__all__ = ["install", "installed"]
+__all__ = ["install", "installed", "serialized"]
 
 _TRACE_LOCK = threading.RLock()
 _PATCHED_MARK = "_featurebridge_serialized"
 
-# module -> the functions in it that trace (looked up by attribute at each call).
+# module -> the functions (or Class.method) in it that trace or load
+# (looked up by attribute at each call).
 _SERIALIZED = {
     "tensorflow_transform.annotators": ("object_tracker_scope",),
     "tensorflow_transform.impl_helper": ("trace_and_write_v2_saved_model", "trace_preprocessing_function"),
+    "tensorflow_transform.saved.saved_transform_io_v2": ("SavedModelLoader.__init__",),
 }
+
+
+def serialized():
+    """The process-wide lock TFT's traces hold: hold it around loading or
+    running a SavedModel with lookup tables on a worker that may trace."""
+    return _TRACE_LOCK
+
+
+def _owner_and_name(module, dotted: str):
+    """(the object holding the attribute, the attribute's name) for "f" or "Class.method"."""
+    owner = module
+    *path, name = dotted.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    return owner, name
 
 
 def _serialized_scope(original):
@@ -62,14 +85,15 @@ def _serialized_call(original):
 
 
 def _patch(module) -> None:
-    for name in _SERIALIZED[module.__name__]:
-        original = getattr(module, name)
+    for dotted in _SERIALIZED[module.__name__]:
+        owner, name = _owner_and_name(module, dotted)
+        original = getattr(owner, name)
         if getattr(original, _PATCHED_MARK, False):
             continue
         wrap = _serialized_scope if name.endswith("_scope") else _serialized_call
         wrapped = functools.wraps(original)(wrap(original))
         setattr(wrapped, _PATCHED_MARK, True)
-        setattr(module, name, wrapped)
+        setattr(owner, name, wrapped)
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
@@ -115,7 +139,7 @@ def install() -> None:
 def installed() -> bool:
     """Whether TFT is loaded here with all its traces serialized."""
     return all(
-        name in sys.modules and getattr(getattr(sys.modules[name], fn), _PATCHED_MARK, False)
+        name in sys.modules and getattr(getattr(*_owner_and_name(sys.modules[name], fn)), _PATCHED_MARK, False)
         for name, fns in _SERIALIZED.items()
         for fn in fns
     )
