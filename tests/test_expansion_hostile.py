@@ -67,6 +67,40 @@ def tree_rss_mb(pid: int) -> float:
     return total
 
 
+class PeakRss:
+    """Samples a process tree's resident size every 50 ms; `peak` is the
+    largest since the last `reset`."""
+
+    def __init__(self):
+        self.pids: List[int] = []
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(0.05):
+            for pid in list(self.pids):
+                self.peak = max(self.peak, tree_rss_mb(pid))
+
+    def reset(self):
+        self.peak = 0.0
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(5)
+
+
+SAMPLER = PeakRss()
+
+
+@pytest.fixture(autouse=True)
+def peak_rss():
+    """Each test's peak starts from zero."""
+    SAMPLER.reset()
+    yield SAMPLER
+
+
 class Clock:
     def __enter__(self):
         self.start = time.monotonic()
@@ -120,13 +154,14 @@ def recovered(server, case: str, seconds: float) -> None:
     valid_s = serves_valid_request(server)
     rss = tree_rss_mb(server.proc.pid)
     FIGURES[case] = {"refused_or_stopped_s": round(seconds, 2), "valid_after_s": round(valid_s, 2),
-                     "rss_mb": round(rss), "idle_mb": round(server.idle_mb)}
+                     "idle_mb": round(server.idle_mb), "peak_mb": round(SAMPLER.peak), "rss_after_mb": round(rss)}
     assert rss < server.idle_mb + RSS_SLACK_MB, FIGURES[case]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def print_figures():
     yield
+    SAMPLER.close()
     print("\nexpansion service under hostile callers:\n" + json.dumps(FIGURES, indent=1))
 
 
@@ -144,7 +179,9 @@ def hostile(tmp_path_factory):
         server.root = str(root)
         serves_valid_request(server)
         server.idle_mb = tree_rss_mb(server.proc.pid)
+        SAMPLER.pids.append(server.proc.pid)
         yield server
+        SAMPLER.pids.remove(server.proc.pid)
 
 
 # ---------------------------------------------------------------------------
@@ -279,7 +316,9 @@ def frugal(tmp_path_factory):
                       name="frugal") as server:
         server.root = str(tmp / "cache" / "featurebridge" / "expansion_outputs")
         server.idle_mb = tree_rss_mb(server.proc.pid)
+        SAMPLER.pids.append(server.proc.pid)
         yield server
+        SAMPLER.pids.remove(server.proc.pid)
 
 
 def test_a_construction_over_its_memory_budget_is_stopped(frugal):
