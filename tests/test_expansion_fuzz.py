@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 
 from featurebridge.expansion_service import gate, registry
 from featurebridge.transforms.errors import FeaturebridgeError
-from tests.expansion_helpers import ANALYZE_ID, FQN_URN, SCHEMA_TRANSFORM_URN, SPEC
-from tests.test_expansion_service import expansion_request, schema_transform_spec
+from tests.expansion_helpers import ANALYZE_ID, FQN_URN, SCHEMA_TRANSFORM_URN, SPEC, expansion_request, schema_transform_spec
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -28,8 +28,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from featurebridge.expansion_service.artifacts import FILE_ARTIFACT_URN
 from featurebridge.expansion_service.interceptor import WATCH_SLOTS
-from tests.expansion_helpers import ANALYZE_ID, SPEC, Raw, start_server
-from tests.test_expansion_service import assert_safe, channel, expand, expansion_request, health_status, schema_transform_spec
+from tests.expansion_helpers import (
+    ANALYZE_ID, SPEC, Raw, assert_safe, channel, expand, expansion_request, health_status, schema_transform_spec,
+    start_server,
+)
 
 pytestmark = pytest.mark.slow
 
