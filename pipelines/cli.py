@@ -37,20 +37,60 @@ def _configure_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     for name in ("featurebridge", "benchmarks", "__main__"):
         logging.getLogger(name).setLevel(logging.INFO)
-    fmt = logging.Formatter("[featurebridge] %(message)s")
     ours = ("featurebridge", "benchmarks", "__main__")
     debug = bool(os.environ.get("FEATUREBRIDGE_DEBUG"))
+    fmt = logging.Formatter("[featurebridge] %(message)s") if debug else _NoTracebackFormatter("[featurebridge] %(message)s")
 
     def keep(record: logging.LogRecord) -> bool:
+        if debug:
+            return True
+        # A runner's log of the worker failure that `run_command` reports as
+        # one line anyway (one of our errors): said once, by us.
+        if record.exc_info and _featurebridge_error_in(record.exc_info[1]):
+            return False
         # Our progress at INFO; other libraries (TF, TFT, Beam) only at ERROR.
-        return debug or record.name.split(".")[0] in ours or record.levelno >= logging.ERROR
+        return record.name.split(".")[0] in ours or record.levelno >= logging.ERROR
 
     for handler in logging.getLogger().handlers:
         handler.setFormatter(fmt)
         handler.addFilter(keep)
 
 
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+class _NoTracebackFormatter(logging.Formatter):
+    """Log lines for people: no traceback (FEATUREBRIDGE_DEBUG=1 shows them).
+
+    A record's exception is not rendered, and a traceback that a runner put
+    into the message text itself (a worker's failure) is cut down to its
+    last line, the exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord(record.__dict__)
+        record.exc_info = record.exc_text = record.stack_info = None
+        message = record.getMessage()
+        if _TRACEBACK in message:
+            head, _, tail = message.partition(_TRACEBACK)
+            last = [line for line in tail.strip().splitlines() if line.strip() and not line.startswith(" ")]
+            message = (head.rstrip() + " " + (last[-1].strip() if last else "")).strip()
+        record.msg, record.args = message, None
+        return super().format(record)
+
+
+def _featurebridge_error_in(error: Optional[BaseException]) -> bool:
+    from featurebridge.transforms.errors import FeaturebridgeError
+
+    while error is not None:
+        if isinstance(error, FeaturebridgeError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 _RUNNER_FAILED = re.compile(r"Pipeline \S+ failed in state (FAILED|CANCELLED)")
+# What Beam appends to a worker's exception: where it ran, for a person who knows the graph.
+_WHILE_RUNNING = re.compile(r"\s*\[while running '[^']*'\]")
 
 
 def _pipeline_error_message(error: BaseException) -> Optional[str]:
@@ -60,7 +100,7 @@ def _pipeline_error_message(error: BaseException) -> Optional[str]:
     seen = error
     while seen is not None:
         if isinstance(seen, FeaturebridgeError):
-            return str(seen)
+            return _WHILE_RUNNING.sub("", str(seen))
         seen = seen.__cause__ or seen.__context__
     text = str(error)
     for marker in ("EmptyDataError: ", "CountMismatchError: ", "InputError: "):

@@ -62,6 +62,7 @@ __all__ = [
     "TRANSFORM_FN_DIR",
     "load_analyzed",
     "load_serving_info",
+    "read_json_artifact",
     "serving_dir",
 ]
 
@@ -122,19 +123,63 @@ class AnalyzedOutput:
         return tft.TFTransformOutput(self.path)
 
     def transformed_files(self) -> List[str]:
-        """The transformed example shards, sorted.
+        """The transformed example shards, sorted, checked against the
+        manifest: each shard the analyze run wrote must be there with the size
+        it had (a truncated, replaced or missing shard would otherwise train on
+        part of the data, or fail deep inside TensorFlow naming no file).
+        Outputs whose manifest records no file digests are not checked.
 
         Raises:
-          ArtifactError: there are none (an incomplete analyze run).
+          ArtifactError: there are none (an incomplete analyze run), or one is
+            missing or not the size the analyze run wrote; the message names it.
         """
-        pattern = os.path.join(self.path, TRANSFORMED_DIR, f"{TRANSFORMED_PREFIX}-*.tfrecord.gz")
-        files = sorted(glob.glob(pattern))
+        directory = os.path.join(self.path, TRANSFORMED_DIR)
+        files = sorted(glob.glob(os.path.join(directory, f"{TRANSFORMED_PREFIX}-*.tfrecord.gz")))
+        outputs = self.manifest.get("outputs")
+        written = {
+            rel: digest for rel, digest in (outputs.items() if isinstance(outputs, Mapping) else ())
+            if rel.startswith(TRANSFORMED_DIR + os.sep) and isinstance(digest, Mapping)
+        }
+        for rel, digest in sorted(written.items()):
+            path = os.path.join(self.path, rel)
+            size = os.path.getsize(path) if os.path.isfile(path) else None
+            if size != digest.get("bytes"):
+                found = "is missing" if size is None else f"has {size} bytes"
+                raise ArtifactError(
+                    f"{path} {found}, but the analyze run wrote {digest.get('bytes')} bytes there "
+                    f"({os.path.join(self.path, MANIFEST)} records each file it wrote): the shard was "
+                    "truncated, replaced or removed. Re-run `featurebridge analyze` to rewrite "
+                    f"{self.path!r}, or restore it from a copy."
+                )
         if not files:
             raise ArtifactError(
-                f"No transformed examples under {os.path.join(self.path, TRANSFORMED_DIR)!r}; "
+                f"No transformed examples under {directory!r}; "
                 "the analyze run looks incomplete. Re-run `featurebridge analyze`."
             )
         return files
+
+
+def read_json_artifact(path: str, error: type = ArtifactError, fix: str = "") -> Dict[str, Any]:
+    """Reads a JSON object file that a featurebridge run wrote.
+
+    Args:
+      path: the file.
+      error: the ArtifactError subclass to raise.
+      fix: what to do, appended to the message.
+
+    Raises:
+      `error`: the file is unreadable, not valid JSON, or not a JSON object;
+        the message names the file and what was wrong.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise error(f"{path} cannot be read as JSON ({reason}): it is damaged or was not written by featurebridge. {fix}".rstrip()) from None
+    if not isinstance(value, dict):
+        raise error(f"{path} holds a JSON {type(value).__name__}, not the object featurebridge writes: it is damaged. {fix}".rstrip())
+    return value
 
 
 def load_analyzed(analyzed_dir: str) -> AnalyzedOutput:
@@ -150,9 +195,8 @@ def load_analyzed(analyzed_dir: str) -> AnalyzedOutput:
             f"{analyzed_dir!r} is not an analyze output (it needs {TRANSFORM_FN_DIR}/ and "
             f"{MANIFEST}). Run `featurebridge analyze` first and pass its --output."
         )
-    with open(manifest_path, encoding="utf-8") as f:
-        manifest = json.load(f)
-    if "spec" not in manifest:
+    manifest = read_json_artifact(manifest_path, fix="Re-run `featurebridge analyze` to rewrite the directory.")
+    if not isinstance(manifest.get("spec"), Mapping):
         raise ArtifactError(f"{manifest_path} has no 'spec' field; re-run `featurebridge analyze`.")
     spec = FeatureSpec.from_dict(manifest["spec"], source=manifest_path, trusted=True)
     return AnalyzedOutput(path=analyzed_dir, manifest=manifest, spec=spec)
@@ -179,7 +223,11 @@ def load_serving_info(model_dir: str) -> Dict[str, Any]:
     """The export's description of a model (spec, label head, signatures).
 
     Raises:
-      ModelDirError: `model_dir` is not a featurebridge model.
+      ModelDirError: `model_dir` is not a featurebridge model, or its
+        description is damaged (the message names the file).
     """
-    with open(os.path.join(serving_dir(model_dir), SERVING_INFO), encoding="utf-8") as f:
-        return json.load(f)
+    path = os.path.join(serving_dir(model_dir), SERVING_INFO)
+    info = read_json_artifact(path, ModelDirError, "Re-run `featurebridge train` to re-export the model.")
+    if not isinstance(info.get("spec"), Mapping):
+        raise ModelDirError(f"{path} has no 'spec' object: it is damaged. Re-run `featurebridge train` to re-export the model.")
+    return info

@@ -10,8 +10,10 @@ serving contract's (`featurebridge.transforms.serving`), the scores
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -20,7 +22,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from featurebridge.transforms import layout
-from featurebridge.transforms.errors import TrainingError
+from featurebridge.transforms.errors import ArtifactError, TrainingError
 from featurebridge.transforms.metrics import baseline_metrics, evaluate_predictions
 from featurebridge.transforms.model import (
     MODEL_TYPES,
@@ -114,6 +116,52 @@ def make_dataset(
     if label is not None:
         ds = ds.map(lambda f: (f, f.pop(label)))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+@contextlib.contextmanager
+def _shards_readable(files: Sequence[str]):
+    """Turns TensorFlow's DataLossError on the transformed shards, which names
+    no file, into an ArtifactError naming the damaged shard."""
+    try:
+        yield
+    except tf.errors.DataLossError as e:
+        raise _damaged_shard_error(files, e.message) from None
+
+
+def _damaged_shard_error(files: Sequence[str], message: str) -> ArtifactError:
+    """Reads each shard alone to find the one TensorFlow could not read."""
+    for path in files:
+        records = 0
+        try:
+            for batch in tf.data.TFRecordDataset(path, compression_type="GZIP").batch(4096):
+                records += int(batch.shape[0])
+        except tf.errors.DataLossError as e:
+            return ArtifactError(
+                f"{path}: the transformed shard is damaged after {records} readable example(s) "
+                f"({e.message.strip()}); training stopped. Re-run `featurebridge analyze` to rewrite "
+                "it, or restore the analyze output from a copy."
+            )
+    return ArtifactError(
+        f"A transformed shard under {os.path.dirname(files[0])} could not be read ({message.strip()}). "
+        "Re-run `featurebridge analyze` to rewrite them."
+    )
+
+
+def _check_example_count(analyzed: layout.AnalyzedOutput, examples: int) -> None:
+    """The shards must hold every used row the analyze run counted.
+
+    Raises:
+      ArtifactError: they hold fewer or more (a shard was cut short, removed or added).
+    """
+    rows = analyzed.manifest.get("rows")
+    used = rows.get("used") if isinstance(rows, dict) else None
+    if isinstance(used, int) and used != examples:
+        raise ArtifactError(
+            f"The transformed shards under {os.path.join(analyzed.path, layout.TRANSFORMED_DIR)} hold "
+            f"{examples} examples, but the analyze run used {used} rows "
+            f"({os.path.join(analyzed.path, layout.MANIFEST)}): a shard was cut short, removed or added. "
+            "Re-run `featurebridge analyze` to rewrite them."
+        )
 
 
 def _split_description(feature_spec: Mapping[str, object], spec: FeatureSpec, eval_percent: int) -> str:
@@ -279,8 +327,10 @@ def train_model(
         return make_dataset(files, feature_spec, split, batch_size, eval_percent, shuffle, label=head.label)
 
     train_ds, eval_ds = dataset("train", shuffle=seed), dataset("eval")
-    n_train, train_labels, numeric_stats = _scan(train_ds, head, features)
-    eval_labels = np.concatenate([y.numpy() for _, y in eval_ds]) if n_train else np.array([])
+    with _shards_readable(files):
+        n_train, train_labels, numeric_stats = _scan(train_ds, head, features)
+        eval_labels = np.concatenate([y.numpy() for _, y in eval_ds]) if n_train else np.array([])
+    _check_example_count(analyzed, n_train + eval_labels.size)
     if n_train == 0 or eval_labels.size == 0:
         raise TrainingError(
             f"Too few rows to train and evaluate: {n_train} in the train split, "
@@ -303,8 +353,9 @@ def train_model(
     )
     model = build_model(features, head, model_type, numeric_stats, hidden_units, seed, l2)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss_for(head))
-    history = model.fit(train_ds, epochs=epochs, verbose=0)
-    y_eval, outs = _predict(model, head, eval_ds)
+    with _shards_readable(files):
+        history = model.fit(train_ds, epochs=epochs, verbose=0)
+        y_eval, outs = _predict(model, head, eval_ds)
     metrics = {
         "model": evaluate_predictions(head, y_eval, outs),
         "baseline": baseline_metrics(head, train_labels, y_eval),
