@@ -13,6 +13,20 @@ this module types them column by column, vectorised, with the spec's rules:
   float32), an int, a bool (`spec_tables.BOOL_SPELLINGS`), an ISO 8601
   timestamp (`spec_tables.TIMESTAMP_PATTERN`); an int label must be a class
   id; a ``log1p`` column must be > -1.
+* Values never change silently; one rule per type, whatever the chunk holds:
+
+  - int text (trimmed) is ``^[+-]?[0-9]+(\\.0*)?$``: ASCII decimal digits, an
+    optional sign, an optional all-zero fraction ("3.0", as pandas writes an
+    int column with gaps). Anything else ("0x10", "1e3", "1_000", "3.5",
+    non-ASCII digits) is "not a valid int". Values are exact (no float round
+    trip); one outside int64 is rejected ("out of int64 range"), never clamped.
+  - float text is what Arrow's string -> float64 cast accepts (it takes "1e3",
+    "inf", "nan"; it refuses "0x10" and "1_000"); then the float32 checks.
+  - native numbers (Parquet, cross-language rows) into an int or bool column:
+    integer types are exact, a uint64 above int64's max is rejected; a float
+    must be integral and within [-2**63, 2**63), else it is rejected.
+    Native numbers into a float column are rounded to float64 (then float32
+    in the graph), as the same value written as text would be.
 
 Each row is either in the batch or rejected once as a `RejectedRow` listing
 every bad cell with a reason and a short code (for counts). Batches hold one
@@ -203,12 +217,16 @@ def _convert_column(
         if target == "string":
             values = arr.cast(pa.string()).cast(pa.large_binary())
         elif target == "float":
-            values = arr.cast(pa.float64())
+            # Unsafe: an int64 beyond 2**53 rounds (the graph holds float32
+            # anyway), as the same number written as text does.
+            values = arr.cast(pa.float64(), safe=False)
         elif target == "bool":
             values, errors = _ints_from_numbers(arr)
-            ids = values.to_numpy(zero_copy_only=False)
+            ids = pc.fill_null(values, 0).to_numpy(zero_copy_only=False)
             bad = values.is_valid().to_numpy(zero_copy_only=False) & (ids != 0) & (ids != 1)
-            errors += [(int(i), "not a valid bool", "not a bool") for i in np.flatnonzero(bad)]
+            bad[[i for i, _, _ in errors]] = True
+            errors = [(int(i), "not a valid bool", "not a bool") for i in np.flatnonzero(bad)]
+            values = pc.if_else(pa.array(bad), pa.scalar(None, pa.int64()), values)
         else:
             values, errors = _ints_from_numbers(arr)
     if target == "float":
@@ -244,40 +262,143 @@ def _parse_bools(text: pa.Array) -> Tuple[pa.Array, List[Tuple[int, str, str]]]:
     return values, errors
 
 
+_INT_PATTERN = r"^[+-]?[0-9]+(\.0*)?$"
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# Up to 18 digits (and a minus) always fit int64: those are cast in one go.
+_SHORT_INT_CHARS = 18
+_NOT_AN_INT = ("not a valid int", "not an int")
+_NOT_A_FLOAT = ("not a valid float", "not a float")
+
+
+def _out_of_int64(value: object) -> Tuple[str, str]:
+    """(reason, code) for an integral value int64 cannot hold."""
+    text = str(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return (
+        f"{text} is outside int64's range [{_INT64_MIN}, {_INT64_MAX}]; "
+        "store the column as a string, or scale the values upstream",
+        "out of int64 range",
+    )
+
+
 def _parse_numbers(text: pa.Array, target: str) -> Tuple[pa.Array, List[Tuple[int, str, str]]]:
-    arrow_type = pa.float64() if target == "float" else pa.int64()
+    """Parses trimmed text (null where missing) as ``target`` ("float" or "int").
+
+    One rule per type, the same whether or not the chunk holds a bad cell:
+
+    * int: ``^[+-]?[0-9]+(\\.0*)?$`` -- ASCII decimal digits, an optional sign
+      and an optional all-zero fraction ("42", "-42", "+42", "42.0", "42.").
+      Hex ("0x10"), exponents ("1e3"), underscores ("1_000"), other fractions
+      ("3.5") and non-ASCII digits are "not a valid int" (code "not an int").
+      Values are exact; one outside int64 [-2**63, 2**63-1] is rejected with
+      code "out of int64 range".
+    * float: exactly what Arrow's string -> float64 cast accepts ("1.5", "1e3",
+      ".5", "inf", "nan"; not "0x10" nor "1_000"), else "not a valid float"
+      (code "not a float"). NaN and infinities are dealt with by the caller.
+
+    Returns:
+      (values, errors): int64 or float64 values, null where missing or bad;
+      errors lists (index, reason, code) of the bad cells. Nulls are no errors.
+    """
+    if target == "float":
+        return _parse_floats(text)
+    return _parse_ints(text)
+
+
+def _parse_floats(text: pa.Array) -> Tuple[pa.Array, List[Tuple[int, str, str]]]:
+    """Arrow's cast decides; for a chunk it refuses, bisection finds the very
+    cells it refuses (a part that casts is kept as cast), so both agree."""
     try:
-        return text.cast(arrow_type), []
+        return text.cast(pa.float64()), []
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
-    # Slow path, only for chunks holding a bad value: find which cells.
-    out, errors = [], []
-    for i, v in enumerate(text.to_pylist()):
-        if v is None:
-            out.append(None)
-            continue
+    pieces: List[pa.Array] = []
+    bad: List[int] = []
+    pending = [(0, len(text))]  # (offset, length), leftmost last: pieces stay in order
+    while pending:
+        offset, length = pending.pop()
         try:
-            if target == "float":
-                out.append(float(v))
-            else:
-                f = float(v)
-                if not f.is_integer():
-                    raise ValueError
-                out.append(int(f))
-        except (ValueError, OverflowError):
-            out.append(None)
-            errors.append((i, f"not a valid {target}", "not a float" if target == "float" else "not an int"))
-    return pa.array(out, arrow_type), errors
+            pieces.append(text.slice(offset, length).cast(pa.float64()))
+            continue
+        except pa.ArrowInvalid:
+            pass
+        if length == 1:
+            bad.append(offset)
+            pieces.append(pa.nulls(1, pa.float64()))
+            continue
+        half = length // 2
+        pending += [(offset + half, length - half), (offset, half)]
+    return pa.concat_arrays(pieces), [(i, *_NOT_A_FLOAT) for i in bad]
+
+
+def _parse_ints(text: pa.Array) -> Tuple[pa.Array, List[Tuple[int, str, str]]]:
+    """Regex-checked, zero fraction and plus sign stripped, then cast; only
+    cells long enough to overflow are looked at one by one (exactly)."""
+    matched = pc.match_substring_regex(text, _INT_PATTERN)  # null where missing
+    valid = text.is_valid().to_numpy(zero_copy_only=False)
+    ok = pc.fill_null(matched, False).to_numpy(zero_copy_only=False)
+    errors = [(int(i), *_NOT_AN_INT) for i in np.flatnonzero(valid & ~ok)]
+    digits = pc.replace_substring_regex(text, r"\.0*$", "")
+    digits = pc.replace_substring_regex(digits, r"^\+", "")
+    short = ok & (pc.fill_null(pc.utf8_length(digits), 0).to_numpy(zero_copy_only=False) <= _SHORT_INT_CHARS)
+    cast = pc.if_else(pa.array(short), digits, pa.scalar(None, digits.type)).cast(pa.int64())
+    if not (ok & ~short).any():
+        return cast, errors
+    ints = pc.fill_null(cast, 0).to_numpy(zero_copy_only=False).copy()
+    usable = short.copy()
+    for i in np.flatnonzero(ok & ~short):
+        s = digits[int(i)].as_py()
+        magnitude = s.lstrip("-").lstrip("0") or "0"
+        # More than 19 significant digits cannot fit; int() of them is not needed.
+        value = int(magnitude) * (-1 if s.startswith("-") else 1) if len(magnitude) <= 19 else None
+        if value is None or not _INT64_MIN <= value <= _INT64_MAX:
+            errors.append((int(i), *_out_of_int64(text[int(i)].as_py())))
+            continue
+        ints[i] = value
+        usable[i] = True
+    errors.sort()
+    return pa.array(ints, pa.int64(), mask=~usable), errors
 
 
 def _ints_from_numbers(arr: pa.Array) -> Tuple[pa.Array, List[Tuple[int, str, str]]]:
-    if pa.types.is_integer(arr.type):
-        return arr.cast(pa.int64()), []
-    floats = arr.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    """Native numbers -> exact int64, null where missing or bad.
+
+    Integer types are exact (a uint64 above int64's max is rejected); a float
+    must be integral and within [-2**63, 2**63); a decimal likewise (checked
+    exactly). Nothing is clamped or rounded.
+
+    Returns:
+      (values, errors): errors lists (index, reason, code) of the bad cells.
+    """
     valid = arr.is_valid().to_numpy(zero_copy_only=False)
+    if pa.types.is_integer(arr.type):
+        if arr.type != pa.uint64():
+            return arr.cast(pa.int64()), []
+        big = pc.fill_null(pc.greater(arr, pa.scalar(_INT64_MAX, pa.uint64())), False).to_numpy(zero_copy_only=False)
+        errors = [(int(i), *_out_of_int64(arr[int(i)].as_py())) for i in np.flatnonzero(big)]
+        kept = pc.if_else(pa.array(big), pa.scalar(None, arr.type), arr)
+        return kept.cast(pa.int64()), errors
+    if pa.types.is_decimal(arr.type):
+        out: List[Optional[int]] = []
+        errors = []
+        for i, v in enumerate(arr.to_pylist()):  # rare in practice: one by one, exactly
+            if v is not None and v != v.to_integral_value():
+                errors.append((i, *_NOT_AN_INT))
+                v = None
+            elif v is not None and not _INT64_MIN <= int(v) <= _INT64_MAX:
+                errors.append((i, *_out_of_int64(v)))
+                v = None
+            out.append(None if v is None else int(v))
+        return pa.array(out, pa.int64()), errors
+    floats = arr.cast(pa.float64()).to_numpy(zero_copy_only=False)
     with np.errstate(invalid="ignore"):
-        bad = valid & ~(np.isfinite(floats) & (np.floor(floats) == floats))
-    errors = [(int(i), "not a valid int", "not an int") for i in np.flatnonzero(bad)]
+        not_int = valid & ~(np.isfinite(floats) & (np.floor(floats) == floats))
+        # Both bounds are powers of two, exact in float64: 2**63 itself is out.
+        outside = valid & ~not_int & ((floats < -(2.0**63)) | (floats >= 2.0**63))
+    errors = [(int(i), *_NOT_AN_INT) for i in np.flatnonzero(not_int)]
+    errors += [(int(i), *_out_of_int64(arr[int(i)].as_py())) for i in np.flatnonzero(outside)]
+    errors.sort()
+    bad = not_int | outside
     ints = np.where(valid & ~bad, floats, 0).astype(np.int64)
     return pa.array(ints, pa.int64(), mask=~valid | bad), errors
 
@@ -285,7 +406,7 @@ def _ints_from_numbers(arr: pa.Array) -> Tuple[pa.Array, List[Tuple[int, str, st
 def _bad_class_ids(values: pa.Array, present: np.ndarray, kind: str) -> List[Tuple[int, str, str]]:
     """Rows whose int label is no class id: a binary label is 0 or 1, a
     multiclass one 0..K-1 (the model has max+1 classes)."""
-    ids = values.to_numpy(zero_copy_only=False)
+    ids = pc.fill_null(values, 0).to_numpy(zero_copy_only=False)  # int64: exact in the reason
     if kind == "binary":
         bad = present & (ids != 0) & (ids != 1)
         reason = "a binary label must be 0 or 1; got {}. Map it to 0/1 upstream, or declare the label multiclass."
