@@ -101,7 +101,7 @@ def test_rows_reconcile_and_rejected_rows_have_reasons(run):
     assert reasons == {
         (N + 1, "num"): "not a valid float",
         (N + 2, "y"): "missing value and the spec says reject",
-        (N + 3, "cnt"): "not a valid int",
+        (N + 3, "cnt"): "not a valid int (write it in decimal digits, e.g. -42 or 42.0)",
         (N + 4, None): "row has 3 fields, the header has 6",
     }
     assert len(result.transformed["y"]) == N

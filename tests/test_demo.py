@@ -114,6 +114,6 @@ def test_dirty_sample_rows_are_rejected_with_their_reasons(tmp_path):
         "log1p needs values greater than -1",
         "missing value and the spec says reject",
         "not a valid float",
-        "not a valid int",
+        "not a valid int (write it in decimal digits, e.g. -42 or 42.0)",
         "row has 3 fields, the header has 10",
     ]

@@ -117,7 +117,7 @@ def test_malformed_int_text_is_rejected_on_both_paths(tmp_path, cell):
     for rows, rejected in _both_paths(tmp_path, "n", cell, INT_SPEC):
         assert rows == []
         (r,) = rejected
-        assert (r.column, r.value, r.reason, r.code) == ("n", cell, "not a valid int", "not an int")
+        assert (r.column, r.value, r.reason, r.code) == ("n", cell, validation._NOT_AN_INT[0], "not an int")
 
 
 def test_int_column_mixing_every_kind_of_cell(tmp_path):
@@ -261,10 +261,7 @@ def test_table_to_batch_native_python_ints():
 def test_rows_column_array_with_an_int_beyond_int64():
     from featurebridge.transforms import rows
 
-    try:
-        array = rows._column_array([1, 2**63, None])
-    except OverflowError:
-        pytest.xfail("rows._column_array lets pyarrow's OverflowError out (2**63 is no int64); reported")
+    array = rows._column_array([1, 2**63, None])
     batch, rejected = validation.table_to_batch(pa.table({"n": array}), INT_SPEC)
     assert batch.column("n").to_pylist() == [[1], []]
     assert [(r.row, r.code) for r in rejected] == [(2, "out of int64 range")]

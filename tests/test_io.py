@@ -77,7 +77,7 @@ def test_csv_bad_rows_are_rejected_with_file_row_column_reason(tmp_path):
     table, rejected, stats = _collect(path)
     by_row = {r.row: r for r in rejected}
     assert by_row[2].column == "x" and by_row[2].value == "abc" and by_row[2].reason == "not a valid float"
-    assert by_row[3].column == "n" and by_row[3].reason == "not a valid int"
+    assert by_row[3].column == "n" and by_row[3].reason == "not a valid int (write it in decimal digits, e.g. -42 or 42.0)"
     assert by_row[4].column is None and "row has 2 fields, the header has 3" in by_row[4].reason
     assert by_row[5].reason.startswith("infinite value")
     assert by_row[6].column == "s" and "missing value and the spec says reject" in by_row[6].reason

@@ -163,7 +163,7 @@ def _column_array(values: List[object]) -> pa.Array:
     values = [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else v for v in values]
     try:
         return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # mixed types; an int beyond int64
         return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 

@@ -266,7 +266,7 @@ _INT_PATTERN = r"^[+-]?[0-9]+(\.0*)?$"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # Up to 18 digits (and a minus) always fit int64: those are cast in one go.
 _SHORT_INT_CHARS = 18
-_NOT_AN_INT = ("not a valid int", "not an int")
+_NOT_AN_INT = ("not a valid int (write it in decimal digits, e.g. -42 or 42.0)", "not an int")
 _NOT_A_FLOAT = ("not a valid float", "not a float")
 
 
