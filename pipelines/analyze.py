@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import apache_beam as beam
 
@@ -89,6 +89,8 @@ def run_analyze(
     Raises:
       UsageError, SpecError, InputError, OutputExistsError: before the
         pipeline starts, with a message that says what to fix.
+      OutputLockedError: another run is writing ``output`` now (refused
+        before TensorFlow loads; its lock is held until its pipeline ends).
       EmptyDataError (no usable rows), CountMismatchError: from the pipeline,
         after which no output directory exists.
     """
@@ -97,8 +99,37 @@ def run_analyze(
         spec = load_spec(spec)
     patterns = files if isinstance(files, str) else ",".join(files)
     reader = fb_io.ReadRawData(patterns, spec, input_format, batch_size)
-    if os.path.exists(output) and not overwrite:
-        StagedOutput.refuse_existing(output)
+    # The lock on OUTPUT first (a second run on it is refused in seconds, before
+    # TensorFlow loads); then everything until the pipeline has finished runs
+    # under it: the commit happens on a worker, inside the pipeline.
+    staged = StagedOutput(output, overwrite=overwrite)
+    try:
+        return _analyze_staged(
+            staged, spec, patterns, reader, output, pipeline_args, input_format=input_format, overwrite=overwrite,
+            preprocessing_fn=preprocessing_fn, batch_size=batch_size, analyzer=analyzer,
+        )
+    except BaseException:
+        staged.abort()
+        raise
+    finally:
+        staged.release()
+
+
+def _analyze_staged(
+    staged: StagedOutput,
+    spec: FeatureSpec,
+    patterns: str,
+    reader,
+    output: str,
+    pipeline_args: List[str],
+    *,
+    input_format: Optional[str],
+    overwrite: bool,
+    preprocessing_fn: Optional[str],
+    batch_size: int,
+    analyzer: str,
+) -> Dict[str, object]:
+    """`run_analyze` once `staged` holds the lock: builds and runs the pipeline, which commits."""
     from featurebridge.pipelines.tf_logging import quiet_tensorflow
 
     quiet_tensorflow()
@@ -109,7 +140,6 @@ def run_analyze(
         user_fn = load_preprocessing_fn(preprocessing_fn) if preprocessing_fn else None
     except ValueError as e:  # malformed, not importable or not callable
         raise UsageError(str(e)) from None
-    staged = StagedOutput(output, overwrite=overwrite)
     # What the manifest records: the Beam flags and this job's own settings.
     options = AnalyzeOptions(
         pipeline_args, input=patterns, spec=spec.source, output=output, input_format=input_format,
@@ -144,24 +174,20 @@ def run_analyze(
         staged.path,
     )
     started = time.monotonic()
-    try:
-        with engine_session(pipeline_args) as job_argv, beam.Pipeline(options=AnalyzeOptions(job_argv)) as pipeline:
-            # Two reads of the input: one for analysis (and the row counts), one
-            # for the transform phase, so no runner has to hold every raw batch
-            # until analysis finishes (memory stays flat as the input grows).
-            reread = (pipeline | "ReadForTransform" >> reader).batches
-            _ = (
-                pipeline
-                | "Read" >> reader
-                | "AnalyzeToDirectory"
-                >> AnalyzeToDirectory(
-                    spec, staged.path, staged.final_dir, user_fn, manifest,
-                    transform_input=reread, analyzer=analyzer, overwrite=overwrite,
-                )
+    with engine_session(pipeline_args) as job_argv, beam.Pipeline(options=AnalyzeOptions(job_argv)) as pipeline:
+        # Two reads of the input: one for analysis (and the row counts), one
+        # for the transform phase, so no runner has to hold every raw batch
+        # until analysis finishes (memory stays flat as the input grows).
+        reread = (pipeline | "ReadForTransform" >> reader).batches
+        _ = (
+            pipeline
+            | "Read" >> reader
+            | "AnalyzeToDirectory"
+            >> AnalyzeToDirectory(
+                spec, staged.path, staged.final_dir, user_fn, manifest,
+                transform_input=reread, analyzer=analyzer, overwrite=overwrite,
             )
-    except BaseException:
-        staged.abort()
-        raise
+        )
     with open(os.path.join(staged.final_dir, layout.MANIFEST), encoding="utf-8") as f:
         result = json.load(f)
     result["elapsed_seconds"] = round(time.monotonic() - started, 2)

@@ -110,7 +110,8 @@ def run_predict(
       PRED/rows.json). Inputs with no usable rows give no predictions, not an error.
 
     Raises:
-      ModelDirError, InputError, OutputExistsError, UsageError: before the
+      ModelDirError, InputError, OutputExistsError, OutputLockedError (another
+        run is writing ``output`` now), UsageError: before the
         pipeline starts, saying what to fix (with `with_label`: also a CSV or
         Parquet file without the label column, or a model without a label).
       CountMismatchError: from the pipeline; no output directory is left.
@@ -124,21 +125,21 @@ def run_predict(
     predict = Predict(model, max_batch_size=max_inference_batch, with_label=with_label)
     patterns = files if isinstance(files, str) else ",".join(files)
     reader = fb_io.ReadRawData(patterns, predict.spec, input_format, batch_size, include_position=True)
-    staged = StagedOutput(output, overwrite=overwrite)
-    all_options = beam.options.pipeline_options.PipelineOptions(pipeline_args).get_all_options()
-    runner = all_options.get("runner") or "DirectRunner"
-    manifest: Dict[str, object] = {
-        "job": "predict",
-        "started": provenance.utc_now(),
-        "model": os.path.abspath(model),
-        "inputs": [provenance.file_digest(p) for p in reader.files],
-        "runner": runner,
-        "engine": engine_info(all_options),
-    }
-    _LOG.info("Predicting on %d file(s) with %s; staging in %s", len(reader.files), runner, staged.path)
+    staged = StagedOutput(output, overwrite=overwrite)  # the lock: held until commit() or abort()
     started = time.monotonic()
     rows_stem = os.path.splitext(layout.PREDICT_ROWS_JSON)
     try:
+        all_options = beam.options.pipeline_options.PipelineOptions(pipeline_args).get_all_options()
+        runner = all_options.get("runner") or "DirectRunner"
+        manifest: Dict[str, object] = {
+            "job": "predict",
+            "started": provenance.utc_now(),
+            "model": os.path.abspath(model),
+            "inputs": [provenance.file_digest(p) for p in reader.files],
+            "runner": runner,
+            "engine": engine_info(all_options),
+        }
+        _LOG.info("Predicting on %d file(s) with %s; staging in %s", len(reader.files), runner, staged.path)
         with engine_session(pipeline_args) as job_argv, beam.Pipeline(options=PredictOptions(job_argv)) as pipeline:
             read = pipeline | "Read" >> reader
             predictions = read.batches | "Predict" >> predict

@@ -25,6 +25,7 @@ from featurebridge.pipelines.runner_config import expand_runner_config
 from featurebridge.transforms import layout, provenance
 from featurebridge.transforms.errors import OutputExistsError, UsageError
 from featurebridge.transforms.spec_limits import parse_limit_overrides, set_active_limits
+from featurebridge.transforms.staging import OutputLock
 
 __all__ = [ "run", "run_job", "split_inputs", "summarize"]
 
@@ -158,6 +159,7 @@ def run_job(
     Raises:
       SpecError, InputError, OutputExistsError, UsageError: before any stage
         starts; errors of the stages as they raise them.
+      OutputLockedError: another `run` is writing ``output`` now.
     """
     from featurebridge.pipelines.analyze import run_analyze
     from featurebridge.pipelines.predict import run_predict
@@ -170,77 +172,81 @@ def run_job(
     spec_path, spec = spec, load_spec(spec)
     train_files, holdout_files, how = split_inputs(files, holdout)
     out = os.path.abspath(output)
-    stages = {
-        name: os.path.join(out, name) for name in (layout.ANALYZED_DIR, layout.MODEL_DIR, layout.PREDICTIONS_DIR)
-    }
-    summary_path = os.path.join(out, layout.SUMMARY_JSON)
-    if not overwrite:
-        for path in list(stages.values()) + [summary_path]:
-            if os.path.exists(path):
-                raise OutputExistsError(
-                    f"{path} already exists. Choose a new --output or pass --overwrite to replace it."
-                )
-    os.makedirs(out, exist_ok=True)
-    analyzed_dir, model_dir, predictions_dir = (
-        stages[layout.ANALYZED_DIR], stages[layout.MODEL_DIR], stages[layout.PREDICTIONS_DIR]
-    )
-    started = time.monotonic()
-    timings = {}
+    # One `run` at a time per OUT (each stage also locks its own directory,
+    # but two runs could otherwise take turns stage by stage).
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with OutputLock(out):
+        stages = {
+            name: os.path.join(out, name) for name in (layout.ANALYZED_DIR, layout.MODEL_DIR, layout.PREDICTIONS_DIR)
+        }
+        summary_path = os.path.join(out, layout.SUMMARY_JSON)
+        if not overwrite:
+            for path in list(stages.values()) + [summary_path]:
+                if os.path.exists(path):
+                    raise OutputExistsError(
+                        f"{path} already exists. Choose a new --output or pass --overwrite to replace it."
+                    )
+        os.makedirs(out, exist_ok=True)
+        analyzed_dir, model_dir, predictions_dir = (
+            stages[layout.ANALYZED_DIR], stages[layout.MODEL_DIR], stages[layout.PREDICTIONS_DIR]
+        )
+        started = time.monotonic()
+        timings = {}
 
-    _LOG.info("[1/3] analyze: %d file(s); holding out %d file(s) (%s)", len(train_files), len(holdout_files), how)
-    t = time.monotonic()
-    analyzed = run_analyze(
-        spec_path, train_files, analyzed_dir, pipeline_args, input_format=input_format, overwrite=overwrite
-    )
-    timings["analyze"] = round(time.monotonic() - t, 2)
+        _LOG.info("[1/3] analyze: %d file(s); holding out %d file(s) (%s)", len(train_files), len(holdout_files), how)
+        t = time.monotonic()
+        analyzed = run_analyze(
+            spec_path, train_files, analyzed_dir, pipeline_args, input_format=input_format, overwrite=overwrite
+        )
+        timings["analyze"] = round(time.monotonic() - t, 2)
 
-    _LOG.info("[2/3] train + export: %s model, %d epoch(s)", model, epochs)
-    t = time.monotonic()
-    trained = run_train(
-        analyzed_dir, model_dir, model=model, epochs=epochs, batch_size=train_batch_size, overwrite=overwrite
-    )
-    timings["train_and_export"] = round(time.monotonic() - t, 2)
+        _LOG.info("[2/3] train + export: %s model, %d epoch(s)", model, epochs)
+        t = time.monotonic()
+        trained = run_train(
+            analyzed_dir, model_dir, model=model, epochs=epochs, batch_size=train_batch_size, overwrite=overwrite
+        )
+        timings["train_and_export"] = round(time.monotonic() - t, 2)
 
-    _LOG.info("[3/3] predict on %d held-out file(s) with RunInference", len(holdout_files))
-    t = time.monotonic()
-    with_label = _holdout_has_label(holdout_files, spec, input_format)
-    predicted = run_predict(
-        model_dir, holdout_files, predictions_dir, pipeline_args,
-        input_format=input_format, overwrite=overwrite, with_label=with_label,
-    )
-    timings["predict"] = round(time.monotonic() - t, 2)
+        _LOG.info("[3/3] predict on %d held-out file(s) with RunInference", len(holdout_files))
+        t = time.monotonic()
+        with_label = _holdout_has_label(holdout_files, spec, input_format)
+        predicted = run_predict(
+            model_dir, holdout_files, predictions_dir, pipeline_args,
+            input_format=input_format, overwrite=overwrite, with_label=with_label,
+        )
+        timings["predict"] = round(time.monotonic() - t, 2)
 
-    holdout_metrics = _holdout_metrics(predictions_dir, spec, model_dir) if with_label else None
-    summary = {
-        "job": "run",
-        "finished": provenance.utc_now(),
-        "elapsed_seconds": round(time.monotonic() - started, 2),
-        "stage_seconds": timings,
-        "inputs": {"train": train_files, "holdout": holdout_files, "holdout_chosen_by": how},
-        "rows": {
-            "analyze": analyzed["rows"] if "rows" in analyzed else None,
-            "train": trained["metrics"]["rows"]["train"],
-            "eval": trained["metrics"]["rows"]["eval"],
-            "predict": predicted["rows"],
-        },
-        "model_type": model,
-        "metrics": {
-            "eval_split": trained["metrics"]["model"],
-            "baseline": trained["metrics"]["baseline"],
-            "holdout": holdout_metrics,
-        },
-        "artifacts": {
-            "analyzed": analyzed_dir,
-            "model": model_dir,
-            "serving_model": os.path.join(model_dir, layout.SERVING_DIR),
-            "predictions": predictions_dir,
-            "summary": summary_path,
-        },
-    }
-    if summary["rows"]["analyze"]:
-        summary["rows"]["analyze"] = {k: v for k, v in summary["rows"]["analyze"].items() if k != "per_file"}
-    provenance.write_json_atomic(summary_path, summary)
-    return summary
+        holdout_metrics = _holdout_metrics(predictions_dir, spec, model_dir) if with_label else None
+        summary = {
+            "job": "run",
+            "finished": provenance.utc_now(),
+            "elapsed_seconds": round(time.monotonic() - started, 2),
+            "stage_seconds": timings,
+            "inputs": {"train": train_files, "holdout": holdout_files, "holdout_chosen_by": how},
+            "rows": {
+                "analyze": analyzed["rows"] if "rows" in analyzed else None,
+                "train": trained["metrics"]["rows"]["train"],
+                "eval": trained["metrics"]["rows"]["eval"],
+                "predict": predicted["rows"],
+            },
+            "model_type": model,
+            "metrics": {
+                "eval_split": trained["metrics"]["model"],
+                "baseline": trained["metrics"]["baseline"],
+                "holdout": holdout_metrics,
+            },
+            "artifacts": {
+                "analyzed": analyzed_dir,
+                "model": model_dir,
+                "serving_model": os.path.join(model_dir, layout.SERVING_DIR),
+                "predictions": predictions_dir,
+                "summary": summary_path,
+            },
+        }
+        if summary["rows"]["analyze"]:
+            summary["rows"]["analyze"] = {k: v for k, v in summary["rows"]["analyze"].items() if k != "per_file"}
+        provenance.write_json_atomic(summary_path, summary)
+        return summary
 
 
 def _fmt(v) -> str:

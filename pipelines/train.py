@@ -81,18 +81,13 @@ def run_train(
     Raises:
       ArtifactError: ``analyzed`` is not an analyze output.
       OutputExistsError: ``output`` exists and ``overwrite`` is False.
+      OutputLockedError: another run is writing ``output`` now.
       TrainingError: the analyzed data cannot be trained on (no rows, a
         constant label, bad settings).
     """
     opened = layout.load_analyzed(analyzed)  # fails early on a wrong directory, without TF
     spec = opened.spec
-    staged = StagedOutput(output, overwrite=overwrite)
-    from featurebridge.pipelines.tf_logging import quiet_tensorflow
-
-    quiet_tensorflow()
-    from featurebridge.transforms.export import export_serving_model  # TensorFlow: after the checks
-    from featurebridge.transforms.train import train_model
-
+    staged = StagedOutput(output, overwrite=overwrite)  # the lock: held until commit() or abort()
     settings = dict(
         model=model, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         eval_percent=eval_percent, seed=seed,
@@ -100,6 +95,12 @@ def run_train(
     started = time.monotonic()
     manifest: Dict[str, object] = {"job": "train", "started": provenance.utc_now()}
     try:
+        from featurebridge.pipelines.tf_logging import quiet_tensorflow
+
+        quiet_tensorflow()
+        from featurebridge.transforms.export import export_serving_model  # TensorFlow: after the checks
+        from featurebridge.transforms.train import train_model
+
         result = train_model(
             analyzed,
             model_type=model,

@@ -85,14 +85,14 @@ def test_commit_refuses_what_appeared_after_the_start_and_keeps_both(tmp_path, h
     assert os.path.islink(final) == (what in ("dangling link", "link to a directory"))
 
 
-def test_overwrite_still_replaces_an_existing_directory(tmp_path):
+def test_overwrite_still_replaces_an_existing_directory(tmp_path, how):
     stage = _staged(tmp_path)
     final = tmp_path / "out"
     final.mkdir()
     (final / "old.txt").write_text("old")
     assert commit_directory(str(stage), str(final), overwrite=True) == str(final)
     assert _tree(final) == [(MANIFEST, '{"job": "new"}')]
-    assert sorted(os.listdir(tmp_path)) == ["out"]  # no .old or staging left behind
+    assert sorted(os.listdir(tmp_path)) == ["out"]  # no .old or staging left behind (exchange or fallback)
 
 
 def test_finalize_commit_refuses_without_overwrite_and_replaces_with_it(tmp_path, how):
@@ -130,7 +130,7 @@ def test_staged_output_keeps_refused_results_and_cleans_up_failures(tmp_path, ho
     assert not os.path.exists(unfinished.path)
 
 
-def test_staged_output_with_overwrite_replaces(tmp_path):
+def test_staged_output_with_overwrite_replaces(tmp_path, how):
     final = tmp_path / "out"
     final.mkdir()
     (final / "old.txt").write_text("old")
@@ -139,6 +139,7 @@ def test_staged_output_with_overwrite_replaces(tmp_path):
         f.write("{}")
     assert staged.commit() == str(final)
     assert _tree(final) == [(MANIFEST, "{}")]
+    assert sorted(os.listdir(tmp_path)) == ["out"]  # no staging, .old or lock file left behind
 
 
 def test_the_launcher_still_refuses_an_existing_output_up_front(tmp_path):
