@@ -47,6 +47,8 @@ _EXPORTS = {
     "TransformBatches": _M + "transform_batches",
     "compute_constants": _M + "constants_json",
     "StagedOutput": _M + "staging",
+    "OutputLock": _M + "staging",
+    "OutputLockedError": _M + "staging",
     # cross-language (Row-based)
     "AnalyzeAndTransformRows": _M + "xlang",
     "PredictRows": _M + "xlang",

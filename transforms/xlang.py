@@ -131,7 +131,9 @@ class AnalyzeAndTransformRows(beam.PTransform):
             raise SpecError(f"batch_size: expected a positive integer; got {batch_size!r}.")
         self._batch_size = batch_size
         parent, name = os.path.split(self._output_dir)
-        self._staging = os.path.join(parent, f".{name}.staging-{uuid.uuid4().hex[:12]}")
+        # Not `.NAME.staging-*`: a CLI run on the same path cleans those up as leftovers of
+        # its own earlier runs, and this job outlives the call that set it up.
+        self._staging = os.path.join(parent, f".{name}.xlang-staging-{uuid.uuid4().hex[:12]}")
         self._fields = fb_rows.with_key(self._spec, fb_rows.output_fields_from_spec(self._spec))
         self.output_type = RowTypeConstraint.from_fields(self._fields)
 
