@@ -22,11 +22,18 @@ import os
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
-import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from featurebridge.transforms.errors import InputError, UsageError
-from featurebridge.transforms.readers import FORMATS, check_headers, infer_format, raw_chunks, read_header, unreadable_error
+from featurebridge.transforms.readers import (
+    FILE_ERRORS,
+    FORMATS,
+    check_headers,
+    infer_format,
+    raw_chunks,
+    read_header,
+    unreadable_error,
+)
 from featurebridge.transforms.spec import FeatureSpec
 from featurebridge.transforms.validation import (
     ROW_COLUMN,
@@ -102,10 +109,17 @@ def read_file(
     that had a value, and "rejected_by" counts the rejected rows' problems by
     "column: reason" (a row with two bad cells counts under both).
 
-    An empty file yields only its stats (all zero).
+    An empty file yields only its stats (all zero). Every row of the file is
+    counted in "read" and is either used or rejected with its reason (a CSV
+    line with the wrong number of fields, a cell that is not UTF-8, a bad
+    value...); a problem that makes the file unreadable as a whole raises.
 
     Raises:
-      InputError: the file lacks a spec column or cannot be parsed at all.
+      InputError: the file lacks a spec column or has one twice; a Parquet
+        column has a type the spec column cannot read
+        (`readers.PARQUET_TYPES`); a damaged gzip stream or TFRecord; the file
+        cannot be parsed at all. Never another error for a problem of the
+        file: each names the file (and the column, where one is at fault).
     """
     fmt = file_format or infer_format(path)
     columns = spec.column_names
@@ -114,7 +128,8 @@ def read_file(
     present = dict.fromkeys(columns, 0)
     rejected_by: Dict[str, int] = {}
     try:
-        for table, rows, bad in raw_chunks(path, fmt, sources, batch_size, spec.input):
+        types = [c.type for c in spec.columns]
+        for table, rows, bad in raw_chunks(path, fmt, sources, batch_size, spec.input, types):
             table = table.rename_columns(list(columns))
             for r in bad:
                 yield "rejected", r
@@ -132,7 +147,7 @@ def read_file(
                 yield "batch", batch
     except InputError:
         raise
-    except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as e:
+    except FILE_ERRORS as e:
         raise unreadable_error(path, fmt, e) from None
     yield "stats", {
         "source": path, "read": read, "used": used, "rejected": rejected,
@@ -197,7 +212,8 @@ class ReadRawData(beam.PTransform):
 
     Files are matched on the launcher, so a pattern that matches nothing fails
     before the pipeline starts; so does a CSV or Parquet file that lacks a spec
-    column (`check_headers`; `check_columns=False` skips it). Each file is read
+    column or has it twice, or a Parquet column of a type the spec column
+    cannot read (`check_headers`; `check_columns=False` skips it). Each file is read
     by one worker; split large inputs into several files to read them in parallel.
     """
 

@@ -13,25 +13,40 @@ block (`InputFormat`). Blank lines of CSV and JSON lines files are not rows (as
 pandas reads them), so row numbers count records, not lines. An empty file
 gives no chunk (or one empty chunk); a file lacking a requested column raises
 InputError. A trailing ``.gz`` means gzip for every format but Parquet.
+
+Every input row is either in a chunk or rejected with its reason; a file that
+cannot be read as a whole (damaged gzip or TFRecord, an ambiguous or
+unusable column) is an InputError that names the file, and the column where
+one is at fault, and says what to do. CSV parsing lives in
+featurebridge.transforms.csv_blocks, TFRecord framing in
+featurebridge.transforms.tfrecord_frames, gzip and UTF-8 checks in
+featurebridge.transforms.file_bytes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Iterator, List, Optional, Sequence, Tuple
+import re
+import zlib
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
+from featurebridge.transforms.csv_blocks import csv_chunks, csv_header
 from featurebridge.transforms.errors import InputError
+from featurebridge.transforms.file_bytes import NOT_UTF8, is_utf8, not_utf8_reason, open_input, utf8_columns
 from featurebridge.transforms.input_format import InputFormat
 from featurebridge.transforms.spec import FeatureSpec
+from featurebridge.transforms.tfrecord_frames import tfrecord_records
 from featurebridge.transforms.validation import RejectedRow, missing_columns_error, require_columns
 
 __all__ = [
+    "FILE_ERRORS",
     "FORMATS",
+    "PARQUET_TYPES",
     "RawChunk",
     "check_headers",
     "infer_format",
@@ -73,71 +88,169 @@ def infer_format(path: str) -> str:
     return _EXTENSIONS[ext]
 
 
+# What reading a file raises when the file is at fault: pyarrow's errors
+# (ArrowInvalid, ArrowNotImplementedError...; ArrowIOError is an OSError), text
+# decoding, I/O, and a damaged compressed stream (zlib.error and EOFError are no
+# OSErrors). `read_file` turns them into `unreadable_error`.
+FILE_ERRORS = (pa.ArrowException, UnicodeError, OSError, EOFError, zlib.error)
+
+
 def unreadable_error(path: str, file_format: str, error: Exception) -> InputError:
     """The one message for a file that is not readable as its format."""
+    if isinstance(error, UnicodeDecodeError):
+        byte = f"byte 0x{error.object[error.start]:02x}, " if error.start < len(error.object) else ""
+        return InputError(
+            f"{path}: cannot be read as {file_format}: it is not valid {error.encoding} text "
+            f"({byte}{error.reason}). Set the spec's input.encoding to the file's encoding."
+        )
     return InputError(f"{path}: cannot be read as {file_format}: {error}. Check --format and the file.")
-
-
-def _csv_parse_options(fmt: InputFormat, on_invalid=None):
-    import pyarrow.csv as pacsv
-
-    return pacsv.ParseOptions(
-        delimiter=fmt.delimiter, quote_char=fmt.quote, invalid_row_handler=on_invalid
-    )
 
 
 def read_header(path: str, file_format: Optional[str] = None, input_format: InputFormat = InputFormat()) -> Optional[List[str]]:
     """The column names a file offers: a CSV's header row (or the spec's
     `column_names`), a Parquet file's schema; None for JSON lines and TFRecord,
-    whose records name their own fields.
+    whose records name their own fields. A name may appear twice.
 
     Raises:
-      InputError: the file cannot be opened or parsed as its format.
+      InputError: the file cannot be opened or parsed as its format (a
+        damaged gzip stream included).
     """
     fmt = file_format or infer_format(path)
-    try:
-        if fmt == "csv":
-            if not input_format.header:
-                return list(input_format.column_names)
-            import pyarrow.csv as pacsv
-
-            with FileSystems.open(path, compression_type=_compression(path)) as stream:
-                try:
-                    reader = pacsv.open_csv(
-                        stream,
-                        read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 20, encoding=input_format.encoding),
-                        parse_options=_csv_parse_options(input_format, lambda row: "skip"),
-                    )
-                except pa.ArrowInvalid as e:
-                    if "Empty CSV file" in str(e):
-                        return []
-                    raise
-                return list(reader.schema.names)
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            with FileSystems.open(path, compression_type="uncompressed") as f:
-                return list(pq.ParquetFile(f).schema_arrow.names)
-    except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as e:
-        raise unreadable_error(path, fmt, e) from None
+    if fmt == "csv":
+        if not input_format.header:
+            return list(input_format.column_names)
+        return _guarded(path, fmt, lambda: csv_header(path, input_format))
+    if fmt == "parquet":
+        return list(_guarded(path, fmt, lambda: _parquet_schema(path)).names)
     return None
+
+
+def _guarded(path: str, fmt: str, read):
+    try:
+        return read()
+    except InputError:
+        raise
+    except FILE_ERRORS as e:
+        raise unreadable_error(path, fmt, e) from None
+
+
+def _parquet_schema(path: str) -> pa.Schema:
+    import pyarrow.parquet as pq
+
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return pq.ParquetFile(f).schema_arrow
+
+
+def _check_columns(path: str, header: Sequence[str], columns: Sequence[str]) -> None:
+    """The file has each of `columns`, once.
+
+    Raises:
+      InputError: a column is missing (`missing_columns_error`), or a name the
+        spec reads appears twice in the header, which would be ambiguous.
+    """
+    require_columns(path, header, columns)
+    counts: Dict[str, int] = {}
+    for name in header:
+        counts[name] = counts.get(name, 0) + 1
+    repeated = [c for c in columns if counts[c] > 1]
+    if repeated:
+        raise InputError(
+            f"{path}: column name(s) {repeated} appear more than once in the file's header (its columns: "
+            f"{list(header)[:50]}), and the feature spec reads them, so which column is meant is ambiguous. "
+            "Rename the copies in the file so that each name is unique, and point the spec column's "
+            "`source:` at the one to read."
+        )
+
+
+# Parquet (Arrow) column types each spec type reads. Kinds: integer (signed
+# or not), floating (16, 32, 64 bit), decimal, bool, string (string, large
+# string), binary (binary, large binary: must hold UTF-8 text, else the row is
+# rejected), date, timestamp (any unit and time zone), null (a column of
+# nulls: all missing). A dictionary-encoded column (a pandas categorical) is
+# judged by its value type and read decoded. Text is parsed as in CSV files;
+# an int from a float or decimal must be integral, a bool from a number 0 or 1
+# (checked per row: pandas writes an int column with missing values as
+# floats). Anything else (lists, structs, maps, times of day, durations...)
+# is an InputError before the pipeline starts.
+PARQUET_TYPES: Dict[str, Tuple[str, ...]] = {
+    "float": ("integer", "floating", "decimal", "bool", "string", "null"),
+    "int": ("integer", "floating", "decimal", "bool", "string", "null"),
+    "bool": ("bool", "integer", "floating", "string", "null"),
+    "string": ("string", "binary", "integer", "floating", "decimal", "bool", "date", "timestamp", "null"),
+    "timestamp": ("timestamp", "date", "string", "null"),
+}
+_PARQUET_UTF8_ADVICE = "Parquet text must be UTF-8: fix the value upstream"
+
+
+def _type_kind(t: pa.DataType) -> str:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    for kind, test in (
+        ("integer", pa.types.is_integer), ("floating", pa.types.is_floating), ("decimal", pa.types.is_decimal),
+        ("bool", pa.types.is_boolean), ("date", pa.types.is_date), ("timestamp", pa.types.is_timestamp),
+        ("null", pa.types.is_null), ("nested", pa.types.is_nested), ("nested", pa.types.is_union),
+    ):
+        if test(t):
+            return kind
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return "binary"
+    return "other"
+
+
+def _check_parquet_types(path: str, schema: pa.Schema, wanted: Sequence[Tuple[str, str]]) -> None:
+    """Each (file column, spec type) of `wanted` is readable (`PARQUET_TYPES`).
+
+    Raises:
+      InputError: naming the file, the column, its type, the spec type and
+        what to do.
+    """
+    for name, spec_type in wanted:
+        field = schema.field(name)
+        kind = _type_kind(field.type)
+        accepted = PARQUET_TYPES[spec_type]
+        if kind in accepted:
+            continue
+        if kind == "nested":
+            why = "it is nested: several values per cell, and featurebridge reads one value per cell"
+            fix = "Flatten it upstream (one column per field, or one row per list item)"
+        else:
+            why = f"a {spec_type} column reads Parquet columns of kind {', '.join(accepted)}"
+            fix = "Write the column as one of those kinds upstream"
+        raise InputError(
+            f"{path}: column {name!r} has Arrow type {field.type} in the Parquet file, which a {spec_type} "
+            f"spec column cannot read ({why}). {fix}, or point the spec column's `source:` at another column."
+        )
 
 
 def check_headers(files: Sequence[str], spec: FeatureSpec, file_format: Optional[str] = None) -> None:
     """Checks, before a pipeline starts, that every CSV and Parquet file has
-    the spec's columns; one error lists each file that lacks some.
+    the spec's columns (one error lists each file that lacks some), each
+    once, and that Parquet columns have types the spec can read
+    (`PARQUET_TYPES`). Duplicate names among the columns the spec does not
+    read are allowed.
 
     Raises:
-      InputError: naming the files, the missing columns and what the files have.
+      InputError: naming the files, the missing columns and what the files
+        have; or the first file with a column the spec reads that is
+        duplicated or has an unreadable type; or a file that cannot be read.
     """
     problems = []
+    wanted = [(c.source, c.type) for c in spec.columns]
     for path in files:
-        header = read_header(path, file_format, spec.input)
+        fmt = file_format or infer_format(path)
+        schema = _guarded(path, fmt, lambda: _parquet_schema(path)) if fmt == "parquet" else None
+        header = list(schema.names) if schema is not None else read_header(path, fmt, spec.input)
         if header is None:
             continue
         missing = [c for c in spec.source_names if c not in header]
         if missing:
             problems.append((path, missing, header))
+            continue
+        _check_columns(path, header, spec.source_names)
+        if schema is not None:
+            _check_parquet_types(path, schema, wanted)
     if not problems:
         return
     path, missing, header = problems[0]
@@ -145,88 +258,37 @@ def check_headers(files: Sequence[str], spec: FeatureSpec, file_format: Optional
     raise missing_columns_error(path, header, missing, more)
 
 
-def _csv_chunks(path: str, columns: Sequence[str], batch_size: int, fmt: InputFormat = InputFormat()) -> Iterator[RawChunk]:
-    import pyarrow.csv as pacsv
-
-    bad: List[RejectedRow] = []
-
-    def on_invalid(row) -> str:
-        if not (row.text or "").strip():
-            return "skip"  # a blank line is not a row (pandas skips it too)
-        data_row = (row.number - 1) if row.number is not None else -1
-        bad.append(
-            RejectedRow(
-                path,
-                data_row,
-                None,
-                (row.text or "")[:200],
-                f"row has {row.actual_columns} fields, the header has {row.expected_columns}",
-                "wrong number of fields",
-            )
-        )
-        return "skip"
-
-    require_columns(path, read_header(path, "csv", fmt) or [], columns)
-    stream = FileSystems.open(path, compression_type=_compression(path))
-    reader = pacsv.open_csv(
-        stream,
-        read_options=pacsv.ReadOptions(
-            use_threads=False,
-            block_size=1 << 22,
-            encoding=fmt.encoding,
-            column_names=list(fmt.column_names) if not fmt.header else None,
-        ),
-        parse_options=_csv_parse_options(fmt, on_invalid),
-        convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in columns},
-            include_columns=list(columns),
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
-    seen_valid = 0
-    invalid_rows: List[int] = []
-    try:
-        for batch in reader:
-            new_bad, bad[:] = list(bad), []
-            invalid_rows.extend(r.row for r in new_bad)
-            invalid_rows.sort()
-            rows = _rows_skipping(seen_valid, batch.num_rows, invalid_rows)
-            seen_valid += batch.num_rows
-            table = pa.Table.from_batches([batch])
-            for start in range(0, max(table.num_rows, 1), batch_size):
-                part = table.slice(start, batch_size)
-                yield part, rows[start : start + batch_size], new_bad if start == 0 else []
-        if bad:
-            yield pa.table({c: pa.array([], pa.string()) for c in columns}), np.array([], np.int64), list(bad)
-    finally:
-        stream.close()
+def _csv_chunks(
+    path: str, columns: Sequence[str], batch_size: int, fmt: InputFormat, types: Optional[Sequence[str]] = None
+) -> Iterator[RawChunk]:
+    header = list(fmt.column_names) if not fmt.header else csv_header(path, fmt)
+    _check_columns(path, header, columns)
+    yield from csv_chunks(path, columns, batch_size, fmt)
 
 
-def _rows_skipping(first_valid: int, count: int, invalid_sorted: Sequence[int]) -> np.ndarray:
-    """1-based data row numbers of valid rows, given the invalid rows' numbers."""
-    valid_idx = np.arange(first_valid, first_valid + count, dtype=np.int64)
-    rows = valid_idx + 1
-    invalid = np.asarray(invalid_sorted, dtype=np.int64)
-    if invalid.size == 0:
-        return rows
-    while True:
-        adjusted = valid_idx + 1 + np.searchsorted(invalid, rows, side="right")
-        if np.array_equal(adjusted, rows):
-            return rows
-        rows = adjusted
+def _decoded(table: pa.Table) -> pa.Table:
+    """`table` with its dictionary-encoded columns decoded."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
+    return table
 
 
-def _parquet_chunks(path: str, columns: Sequence[str], batch_size: int, fmt: InputFormat = InputFormat()) -> Iterator[RawChunk]:
+def _parquet_chunks(
+    path: str, columns: Sequence[str], batch_size: int, fmt: InputFormat, types: Optional[Sequence[str]] = None
+) -> Iterator[RawChunk]:
     import pyarrow.parquet as pq
 
     with FileSystems.open(path, compression_type="uncompressed") as f:
         pf = pq.ParquetFile(f)
-        require_columns(path, pf.schema_arrow.names, columns)
+        _check_columns(path, pf.schema_arrow.names, columns)
+        if types is not None:
+            _check_parquet_types(path, pf.schema_arrow, list(zip(columns, types)))
         start = 1
         for batch in pf.iter_batches(batch_size=batch_size, columns=list(columns)):
-            yield pa.Table.from_batches([batch]), np.arange(start, start + batch.num_rows), []
+            rows = np.arange(start, start + batch.num_rows, dtype=np.int64)
             start += batch.num_rows
+            yield utf8_columns(path, _decoded(pa.Table.from_batches([batch])), rows, _PARQUET_UTF8_ADVICE)
 
 
 def _record_chunks(
@@ -252,10 +314,26 @@ def _record_chunks(
         yield flush(good, rows, bad)
 
 
+# A JSON string escape of a UTF-16 surrogate: json.loads lets a lone one
+# through, and a lone surrogate is no character (Arrow refuses it).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _jsonl_records(path: str, columns: Sequence[str], encoding: str = "utf-8") -> Iterator[Tuple[int, object]]:
-    with FileSystems.open(path, compression_type=_compression(path)) as f:
+    advice = f"the spec's input.encoding is {encoding!r}: set it to the file's encoding or fix the line"
+    with open_input(path) as f:
         for number, line in enumerate(f, start=1):
-            text = line.decode(encoding, errors="replace").strip()
+            try:
+                text = line.decode(encoding).strip()
+            except UnicodeDecodeError as e:
+                shown = line.decode(encoding, errors="backslashreplace").strip()[:200]
+                if is_utf8(encoding):
+                    reason, code = not_utf8_reason(line, e, advice), NOT_UTF8
+                else:
+                    reason = f"not valid {encoding} text (byte 0x{line[e.start]:02x} at offset {e.start}); {advice}"
+                    code = f"not {encoding}"
+                yield number, RejectedRow(path, number, None, shown, reason, code)
+                continue
             if not text:
                 continue  # a blank line is not a record; numbers stay line numbers
             try:
@@ -263,85 +341,65 @@ def _jsonl_records(path: str, columns: Sequence[str], encoding: str = "utf-8") -
             except ValueError as e:
                 yield number, RejectedRow(path, number, None, text[:200], f"not valid JSON: {e}", "not valid JSON")
                 continue
+            except RecursionError:
+                yield number, RejectedRow(path, number, None, text[:200], "not valid JSON: nested too deeply", "not valid JSON")
+                continue
             if not isinstance(obj, dict):
                 yield number, RejectedRow(path, number, None, text[:200], "a JSON line must be an object", "not a JSON object")
                 continue
-            record: dict = {}
-            for c in columns:
-                v = obj.get(c)
-                if isinstance(v, (dict, list)):
-                    record = RejectedRow(path, number, c, json.dumps(v)[:200], "nested values are not supported", "nested value")
-                    break
-                record[c] = None if v is None else (str(v).lower() if isinstance(v, bool) else str(v))
-            yield number, record
+            yield number, _json_record(path, number, obj, columns, _SURROGATE_ESCAPE.search(text) is not None)
 
 
-def _tfrecord_records(path: str, columns: Sequence[str]) -> Iterator[Tuple[int, object]]:
-    import tensorflow as tf  # Imported here: the other formats do not need TF.
-
-    dataset = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz") else "")
-    iterator = iter(dataset)
-    number = 0
-    while True:
-        try:
-            raw = next(iterator)
-        except StopIteration:
-            return
-        except tf.errors.DataLossError as e:
-            yield number + 1, RejectedRow(
-                path, number + 1, None, None, f"corrupt TFRecord, rest of file unreadable: {e.message}",
-                "corrupt TFRecord",
-            )
-            return
-        number += 1
-        try:
-            example = tf.train.Example.FromString(raw.numpy())
-        except Exception:  # protobuf raises DecodeError; keep the row, say why.
-            yield number, RejectedRow(path, number, None, None, "record is not a tf.train.Example", "not a tf.Example")
-            continue
-        record: dict = {}
-        for c in columns:
-            feature = example.features.feature.get(c)
-            kind = feature.WhichOneof("kind") if feature is not None else None
-            values = list(getattr(feature, kind).value) if kind else []
-            if len(values) > 1:
-                record = RejectedRow(path, number, c, str(values[:5]), f"expected one value, got {len(values)}", "several values")
-                break
-            if not values:
-                record[c] = None
-            else:
-                v = values[0]
-                record[c] = v.decode("utf-8", errors="replace") if isinstance(v, bytes) else repr(v)
-        yield number, record
+def _json_record(path: str, number: int, obj: dict, columns: Sequence[str], surrogates: bool) -> object:
+    record: dict = {}
+    for c in columns:
+        v = obj.get(c)
+        if isinstance(v, (dict, list)):
+            return RejectedRow(path, number, c, json.dumps(v)[:200], "nested values are not supported", "nested value")
+        if surrogates and isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = v.encode("utf-8", errors="backslashreplace").decode("utf-8")[:200]
+                reason = "not valid UTF-8 text: a \\u escape names a lone UTF-16 surrogate, which is no character; fix the value upstream"
+                return RejectedRow(path, number, c, shown, reason, NOT_UTF8)
+        record[c] = None if v is None else (str(v).lower() if isinstance(v, bool) else str(v))
+    return record
 
 
-# Each chunker: (path, file column names, batch size, InputFormat) -> raw chunks
-# whose columns carry the file's names, in the order given.
+# Each chunker: (path, file column names, batch size, InputFormat, spec types
+# or None) -> raw chunks whose columns carry the file's names, in the order given.
 _CHUNKERS = {
     "csv": _csv_chunks,
     "parquet": _parquet_chunks,
-    "jsonl": lambda path, columns, size, fmt: _record_chunks(_jsonl_records(path, columns, fmt.encoding), columns, size),
-    "tfrecord": lambda path, columns, size, fmt: _record_chunks(_tfrecord_records(path, columns), columns, size),
+    "jsonl": lambda path, columns, size, fmt, types: _record_chunks(_jsonl_records(path, columns, fmt.encoding), columns, size),
+    "tfrecord": lambda path, columns, size, fmt, types: _record_chunks(tfrecord_records(path, columns), columns, size),
 }
 
 
-def _compression(path: str) -> str:
-    return "gzip" if path.endswith(".gz") else "uncompressed"
-
-
 def raw_chunks(
-    path: str, file_format: str, columns: Sequence[str], batch_size: int, input_format: InputFormat = InputFormat()
+    path: str,
+    file_format: str,
+    columns: Sequence[str],
+    batch_size: int,
+    input_format: InputFormat = InputFormat(),
+    types: Optional[Sequence[str]] = None,
 ) -> Iterator[RawChunk]:
     """Reads `path` as `file_format` in chunks of at most `batch_size` rows.
 
     Args:
       columns: the file columns to read (the spec's `source_names`); the
         chunks' tables carry them under these names, in this order.
+      types: the spec types of `columns` (in order), to check a Parquet
+        file's column types against (`PARQUET_TYPES`); None skips the check.
 
     Raises:
-      InputError: the file lacks one of `columns` (CSV and Parquet; JSON lines
-        and TFRecord records without a field hold a missing value instead).
-      pa.ArrowInvalid, UnicodeDecodeError, OSError: the file is not readable
-        as `file_format` (`read_file` turns these into InputError).
+      InputError: the file lacks one of `columns` or has one twice (CSV and
+        Parquet; JSON lines and TFRecord records without a field hold a
+        missing value instead); a Parquet column of a type `types` cannot
+        read; a damaged gzip stream or TFRecord; a CSV row over
+        `csv_blocks.MAX_BLOCK`.
+      FILE_ERRORS: the file is not readable as `file_format` (`read_file`
+        turns these into InputError).
     """
-    return _CHUNKERS[file_format](path, columns, batch_size, input_format)
+    return _CHUNKERS[file_format](path, columns, batch_size, input_format, types)
