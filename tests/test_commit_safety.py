@@ -173,7 +173,7 @@ def test_cross_language_runs_commit_without_overwrite_and_stage_beside_the_outpu
     _ = p | beam.Create([Raw("a", 1.0, "red", 1)]) | stage
     assert seen["overwrite"] is False and seen["final_dir"] == str(out)
     assert os.path.dirname(seen["staging_dir"]) == str(out.parent)
-    assert os.path.basename(seen["staging_dir"]).startswith(".out.staging-")
+    assert os.path.basename(seen["staging_dir"]).startswith(".out.xlang-staging-")
     out.mkdir(parents=True)
     with pytest.raises(OutputExistsError, match=r"already exists"):
         xlang.AnalyzeAndTransformRows(SPEC, str(out))
@@ -186,8 +186,8 @@ def test_cross_language_runs_commit_without_overwrite_and_stage_beside_the_outpu
 # ---------------------------------------------------------------- end to end (small DirectRunner runs)
 
 
-def _kept_staging(parent, name="out"):
-    kept = [d for d in os.listdir(parent) if d.startswith(f".{name}.staging-")]
+def _kept_staging(parent, name="out", kind="staging"):
+    kept = [d for d in os.listdir(parent) if d.startswith(f".{name}.{kind}-")]
     assert len(kept) == 1, os.listdir(parent)
     return os.path.join(parent, kept[0])
 
@@ -208,7 +208,7 @@ def test_a_cross_language_run_never_replaces_a_directory_that_appeared_after_exp
     with pytest.raises(OutputExistsError, match=APPEARED) as info:
         p.run().wait_until_finish()
     assert _tree(out) == [("precious.txt", "keep me")]
-    kept = _kept_staging(tmp_path)
+    kept = _kept_staging(tmp_path, kind="xlang-staging")
     assert repr(kept) in str(info.value)
     assert {MANIFEST, "constants.json", "transform_fn"} <= set(os.listdir(kept))
 

@@ -143,7 +143,7 @@ def test_a_worker_side_data_error_prints_one_line_and_no_traceback(tmp_path):
     result = _featurebridge("analyze", "--input", "d.tfrecord", "--spec", "spec.yaml", "--output", "o", cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    errors = [line for line in result.stderr.splitlines() if str(path) in line and "offset" in line]
+    errors = [line for line in result.stderr.splitlines() if str(path) in line and "at byte" in line]
     assert len(errors) == 1 and errors[0].startswith("featurebridge analyze: error: "), result.stderr[-3000:]
     assert "[while running" not in errors[0]
     assert not (tmp_path / "o").exists()
