@@ -65,6 +65,16 @@ _OLD = ".old"
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 
+def _names_descriptor(path: str, fd: int) -> bool:
+    """Whether `path` (not following a link) is the file open as `fd`."""
+    try:
+        on_path = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (on_path.st_dev, on_path.st_ino) == (mine.st_dev, mine.st_ino)
+
+
 class OutputLockedError(OutputExistsError):
     """Another featurebridge run is writing the same output directory now."""
 
@@ -323,12 +333,7 @@ class OutputLock:
                     self.path, e.strerror, self.final_dir,
                 )
                 return
-            try:
-                on_path = os.stat(self.path, follow_symlinks=False)
-            except FileNotFoundError:
-                on_path = None
-            mine = os.fstat(fd)
-            if on_path is not None and (on_path.st_dev, on_path.st_ino) == (mine.st_dev, mine.st_ino):
+            if _names_descriptor(self.path, fd):
                 break
             os.close(fd)  # the holder deleted (or someone replaced) the file we locked: again
         self._fd = fd
@@ -348,12 +353,7 @@ class OutputLock:
         if fd is None:
             return
         try:
-            try:
-                on_path = os.stat(self.path, follow_symlinks=False)
-            except FileNotFoundError:
-                on_path = None
-            mine = os.fstat(fd)
-            if on_path is not None and (on_path.st_dev, on_path.st_ino) == (mine.st_dev, mine.st_ino):
+            if _names_descriptor(self.path, fd):
                 os.unlink(self.path)  # while still holding the lock
             fcntl.flock(fd, fcntl.LOCK_UN)  # also for a forked child sharing the descriptor
         finally:
