@@ -179,13 +179,17 @@ def _analyze_staged(
         # for the transform phase, so no runner has to hold every raw batch
         # until analysis finishes (memory stays flat as the input grows).
         reread = (pipeline | "ReadForTransform" >> reader).batches
+        # tf-idf's out-of-vocabulary document count needs the finished
+        # vocabulary: one more read, rather than holding the first one.
+        has_tfidf = any(t.type == "tfidf" for c in spec.columns for t in c.transforms)
+        oov_read = (pipeline | "ReadForOovCount" >> reader).batches if has_tfidf and user_fn is None else None
         _ = (
             pipeline
             | "Read" >> reader
             | "AnalyzeToDirectory"
             >> AnalyzeToDirectory(
                 spec, staged.path, staged.final_dir, user_fn, manifest,
-                transform_input=reread, analyzer=analyzer, overwrite=overwrite,
+                transform_input=reread, analyzer=analyzer, overwrite=overwrite, oov_input=oov_read,
             )
         )
     with open(os.path.join(staged.final_dir, layout.MANIFEST), encoding="utf-8") as f:

@@ -1,6 +1,6 @@
 """Analyzer results travel inside the pipeline: `AnalyzeAndTransform`'s
-"analyzer_results" PCollection (one element, {key: [floats]}) on the fast
-path, the plain TFT path and with a user's preprocessing_fn; nothing named
+"analyzer_results" PCollection (one element, {key: [floats]}) on the
+one-pass path, the plain TFT path and with a user's preprocessing_fn; nothing named
 ``_constants_fn`` is written; `transforms.constants_json` does not import
 `transforms.analyze`.
 
@@ -43,12 +43,11 @@ def test_constants_does_not_import_analyze():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
 
-def test_analyzer_results_holder_pickles_without_pcollections():
-    from featurebridge.transforms.fast_analyze import AnalyzerResults
+def test_analysis_holder_pickles_without_pcollections():
+    from featurebridge.transforms.one_pass import AnalysisHolder
 
-    holder = AnalyzerResults()
-    holder.add(object())
-    assert pickle.loads(pickle.dumps(holder))._parts == []
+    holder = AnalysisHolder(object())
+    assert pickle.loads(pickle.dumps(holder)).analysis is None
 
 
 @pytest.fixture(scope="module")

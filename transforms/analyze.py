@@ -22,7 +22,7 @@ from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 from featurebridge.transforms import validation as fb_io
 from featurebridge.transforms.constants_json import evaluate_constants_fn
 from featurebridge.transforms.example_shards import WriteExampleShards
-from featurebridge.transforms.fast_analyze import AnalyzerResults, build_fast_preprocessing_fn, fast_path_unsupported
+from featurebridge.transforms.one_pass import AnalysisHolder, AnalyzeSpec, build_one_pass_preprocessing_fn, numeric_results
 from featurebridge.transforms.finalize import TEMP_SUBDIR, Finalize
 from featurebridge.transforms.layout import REJECTED_DIR, REJECTED_PREFIX, TRANSFORMED_DIR
 from featurebridge.transforms.preprocessing import build_constants_fn, build_preprocessing_fn, raw_feature_spec, with_shared_rules
@@ -82,13 +82,17 @@ class AnalyzeAndTransform(beam.PTransform):
         second read of the same files) for the transform phase. Without it the
         runner must keep every input batch until analysis completes, so peak
         memory grows with the input.
-      analyzer: "auto" (the fast one-pass analyzer of featurebridge.transforms.fast_analyze
-        where the spec allows it, else plain TFT analyzers) or "tft" (always
-        plain TFT analyzers). Both give the same transform_fn up to float
-        rounding and the quantile sketch's bound.
+      analyzer: "auto" (the one-pass analyzer of featurebridge.transforms.one_pass,
+        every spec) or "tft" (plain TFT analyzers, the oracle). Both give the
+        same transform_fn up to float rounding and the quantile sketch's bound.
+        A user's `preprocessing_fn` always runs on plain TFT (the slow path).
       passthrough: input columns after the spec's (Arrow fields, not graph
         inputs) that TFT copies, row for row, to the "transformed" output; the
         written examples leave them out.
+      oov_input: a further read of the same batches for a spec with tf-idf
+        (its out-of-vocabulary document count needs the finished vocabulary;
+        see `featurebridge.transforms.one_pass.AnalyzeSpec`). Without it the
+        first read serves, and the runner keeps its batches meanwhile.
     """
 
     def __init__(
@@ -100,9 +104,11 @@ class AnalyzeAndTransform(beam.PTransform):
         transform_input=None,
         analyzer: str = "auto",
         passthrough: Sequence[pa.Field] = (),
+        oov_input=None,
     ):
         super().__init__()
         self._passthrough = list(passthrough)
+        self._oov_input = oov_input
         if analyzer not in ANALYZERS:
             raise ValueError(f"analyzer must be one of {list(ANALYZERS)}; got {analyzer!r}.")
         self._analyzer = analyzer
@@ -115,26 +121,23 @@ class AnalyzeAndTransform(beam.PTransform):
     def expand(self, batches):
         config = tensor_adapter_config(self._spec, self._passthrough)
         passthrough_keys = [f.name for f in self._passthrough]
-        # Issue 6: when the spec allows it, one vectorised analyzer in one phase
-        # (featurebridge.transforms.fast_analyze) replaces TFT's per-analyzer combines, and it
-        # also yields the constants, so the second AnalyzeConstants pass is skipped.
-        # analyzer="tft" forces the plain path (benchmarks and tests compare both).
-        fast = (
-            self._user_fn is None
-            and self._analyzer == "auto"
-            and fast_path_unsupported(self._spec) is None
-        )
-        fast_results = AnalyzerResults() if fast else None
-        if fast:
-            # TFT expands the fn's analyzers while the analysis below is applied;
-            # each one then adds its results to fast_results.
-            preprocessing_fn = build_fast_preprocessing_fn(self._spec, fast_results)
+        # Issue 14: every analyzer of the spec in one combine over the batches
+        # (featurebridge.transforms.one_pass); TFT only bakes the results into the
+        # transform_fn, so its own analysis reads no data. analyzer="tft" (and a
+        # user's preprocessing_fn) run plain TFT analyzers: the oracle, and the slow path.
+        one_pass = self._user_fn is None and self._analyzer == "auto"
+        if one_pass:
+            analysis = batches | "AnalyzeSpec" >> AnalyzeSpec(self._spec, oov_input=self._oov_input)
+            preprocessing_fn = build_one_pass_preprocessing_fn(self._spec, AnalysisHolder(analysis))
+            analysis_data = batches.pipeline | "NoAnalysisData" >> beam.Create([]).with_output_types(pa.RecordBatch)
         else:
             preprocessing_fn = self._user_fn or build_preprocessing_fn(self._spec)
+            analysis_data = batches
         # One meaning of "missing" inside the graph, and the split bucket, for every kind of fn.
         preprocessing_fn = with_shared_rules(self._spec, preprocessing_fn)
+        transform_input = self._transform_input if self._transform_input is not None else batches
         with tft_beam.Context(temp_dir=self._temp_dir, passthrough_keys=set(passthrough_keys)):
-            if self._transform_input is None:
+            if self._transform_input is None and not one_pass:
                 (transformed, transformed_metadata), transform_fn = (
                     batches,
                     config,
@@ -145,11 +148,11 @@ class AnalyzeAndTransform(beam.PTransform):
                 # The transform phase reads its own copy of the input: a runner
                 # then never holds every raw batch until analysis ends, so
                 # memory stays flat as rows grow.
-                transform_fn = (batches, config) | "AnalyzeDataset" >> tft_beam.AnalyzeDataset(
+                transform_fn = (analysis_data, config) | "AnalyzeDataset" >> tft_beam.AnalyzeDataset(
                     preprocessing_fn
                 )
                 transformed, transformed_metadata = (
-                    (self._transform_input, config),
+                    (transform_input, config),
                     transform_fn,
                 ) | "TransformDataset" >> tft_beam.TransformDataset(output_record_batches=True)
             written = [transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(self._output_dir)]
@@ -161,8 +164,8 @@ class AnalyzeAndTransform(beam.PTransform):
                 transformed_metadata, os.path.join(self._output_dir, TRANSFORMED_DIR), self._temp_dir
             )
             written.append(shards)
-            if fast:
-                results = fast_results.pcollection(batches.pipeline)
+            if one_pass:
+                results = analysis | "NumericResults" >> beam.Map(numeric_results)
             elif self._user_fn is None:
                 # The same TFT analyzers again, their results as the outputs of a
                 # small transform_fn; its one element is the SavedModel's temp
@@ -197,8 +200,9 @@ class AnalyzeToDirectory(beam.PTransform):
     Output: {"directory": a PCollection with one element, the path of the
     finished directory; "transformed": TFT's transformed pa.RecordBatches,
     followed by the `passthrough` columns}. Pass `transform_input` (a second
-    read's batches) to keep memory flat, and `passthrough` to carry input
-    columns (a key) to the transformed batches; see `AnalyzeAndTransform`.
+    read's batches) to keep memory flat, `oov_input` (another read) for a
+    spec with tf-idf, and `passthrough` to carry input columns (a key) to the
+    transformed batches; see `AnalyzeAndTransform`.
 
     The commit never replaces an existing `final_dir` unless `overwrite` is
     True: without it, a `final_dir` that appeared after the pipeline was set
@@ -221,8 +225,10 @@ class AnalyzeToDirectory(beam.PTransform):
         analyzer: str = "auto",
         passthrough: Sequence[pa.Field] = (),
         overwrite: bool = False,
+        oov_input=None,
     ):
         super().__init__()
+        self._oov_input = oov_input
         self._overwrite = bool(overwrite)
         self._passthrough = list(passthrough)
         self._transform_input = transform_input
@@ -247,6 +253,7 @@ class AnalyzeToDirectory(beam.PTransform):
             transform_input=self._transform_input,
             analyzer=self._analyzer,
             passthrough=self._passthrough,
+            oov_input=self._oov_input,
         )
         done = {f"written_{i}": beam.pvalue.AsList(p) for i, p in enumerate(analyzed["written"])}
         used = (

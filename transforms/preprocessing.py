@@ -14,7 +14,6 @@ featurebridge.transforms.user_fn; both are re-exported here.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Dict, Mapping
 
 import tensorflow as tf
@@ -22,7 +21,6 @@ import tensorflow_transform as tft
 
 from featurebridge.transforms.graph_rules import (
     SPLIT_BUCKETS,
-    TF_TYPES,
     as_string,
     drop_missing,
     raw_feature_spec,
@@ -31,7 +29,8 @@ from featurebridge.transforms.graph_rules import (
     to_dense,
     with_shared_rules,
 )
-from featurebridge.transforms.spec import SPLIT_FEATURE, TIMESTAMP_PARTS, Column, Cross, FeatureSpec, Transform
+from featurebridge.transforms.ops import LabelOp, bucketize_epsilon, fill_for, fill_vocabulary_name, label_vocabulary_name, ops_of
+from featurebridge.transforms.spec import SPLIT_FEATURE, Column, Cross, FeatureSpec
 from featurebridge.transforms.user_fn import load_preprocessing_fn
 
 # The shared rules and the user-function loader are re-exported: callers import them from here.
@@ -43,7 +42,6 @@ __all__ = [
     "split_bucket",
     "timestamp_part",
     "with_shared_rules",
-    "apply_transform",
     "cross_tensor",
     "as_string",
     "fill_value",
@@ -62,136 +60,10 @@ __all__ = [
 CONSTANTS_PREFIX = "__constant__"
 
 
-def fill_vocabulary_name(column: str) -> str:
-    """The vocabulary file of a most_frequent fill of `column`."""
-    return f"fill_most_frequent_{column}"
-
-
-def label_vocabulary_name(column: str) -> str:
-    """The vocabulary file of a multiclass string label (class id = line number)."""
-    return f"label_{column}"
-
-
-def bucketize_epsilon(num_buckets: int) -> float:
-    """The quantile sketch's error bound we use for `num_buckets` buckets."""
-    return min(1.0 / num_buckets, 0.01)
-
-
 def fill_value(column: Column, x: tf.SparseTensor):
-    """The value that replaces a missing one, computed by TFT analyzers where
-    the policy needs the data (mean, median, most frequent)."""
-    policy = column.missing.policy
-    dtype = TF_TYPES[column.storage]
-    name = f"fill_{column.name}"
-    if policy == "constant":
-        return tf.constant(column.missing.value, dtype=dtype)
-    if policy == "reject":
-        # Rows with a missing value never reach the graph on the Beam path; at
-        # serving the same row gets a neutral value rather than failing the batch.
-        return tf.constant("" if column.storage == "string" else 0, dtype=dtype)
-    if policy == "mean":
-        value = tft.mean(tf.cast(x.values, tf.float32), name=name)
-    elif policy == "median":
-        boundaries = tft.quantiles(
-            tf.cast(x.values, tf.float32), num_buckets=2, epsilon=0.001, name=name
-        )
-        value = tf.reshape(boundaries, [-1])[0]
-    else:  # most_frequent
-        as_text = x.values if column.storage == "string" else tf.strings.as_string(x.values)
-        path = tft.vocabulary(
-            as_text, top_k=1, vocab_filename=fill_vocabulary_name(column.name), name=name
-        )
-        # A one-line asset read per batch is cheaper than a lookup table here.
-        top = tf.strings.split(tf.io.read_file(path), "\n")[0]
-        if column.storage == "string":
-            return top
-        return tf.cast(tf.strings.to_number(top, tf.float64), dtype)
-    if column.type == "int":
-        return tf.cast(tf.round(value), tf.int64)
-    return tf.cast(value, dtype)
-
-
-def _tokens(text: tf.Tensor, separator: str) -> tf.SparseTensor:
-    """Lower-cased tokens; punctuation is treated as a separator."""
-    lowered = tf.strings.lower(text)
-    if separator == " ":
-        cleaned = tf.strings.regex_replace(lowered, r"[^\w\s]", " ")
-        return tf.strings.split(cleaned).to_sparse()
-    return tf.strings.split(lowered, sep=separator).to_sparse()
-
-
-def apply_transform(t: Transform, x: tf.Tensor, outputs: Dict[str, tf.Tensor]) -> None:
-    """Adds transform `t` of the filled dense column `x` to `outputs`, under
-    `t.output` (tf-idf: `_index` and `_weight`)."""
-    o = t.options
-    name = t.output
-    numeric = None if x.dtype == tf.string else tf.cast(x, tf.float32)
-    if t.type == "zscore":
-        outputs[name] = tft.scale_to_z_score(numeric, name=name)
-    elif t.type == "scale_0_1":
-        outputs[name] = tft.scale_to_0_1(numeric, name=name)
-    elif t.type == "min_max":
-        outputs[name] = tft.scale_by_min_max(
-            numeric, output_min=o["output_min"], output_max=o["output_max"], name=name
-        )
-    elif t.type == "bucketize":
-        outputs[name] = tft.bucketize(
-            numeric, o["num_buckets"], epsilon=bucketize_epsilon(o["num_buckets"]), name=name
-        )
-    elif t.type == "vocabulary":
-        outputs[name] = tft.compute_and_apply_vocabulary(
-            as_string(x),
-            top_k=o["top_k"],
-            frequency_threshold=o["frequency_threshold"],
-            num_oov_buckets=o["num_oov_buckets"],
-            vocab_filename=name,
-            store_frequency=True,
-            name=name,
-        )
-    elif t.type == "hash":
-        outputs[name] = tft.hash_strings(as_string(x), o["hash_buckets"], name=name)
-    elif t.type == "log1p":
-        outputs[name] = tf.math.log1p(numeric, name=name)
-    elif t.type == "clip":
-        low = -math.inf if o["min"] is None else float(o["min"])
-        high = math.inf if o["max"] is None else float(o["max"])
-        outputs[name] = tf.clip_by_value(numeric, low, high, name=name)
-    elif t.type == "identity":
-        outputs[name] = tf.identity(x, name=name)
-    elif t.type in TIMESTAMP_PARTS:
-        outputs[name] = tf.identity(timestamp_part(x, t.type), name=name)
-    elif t.type in ("ngrams", "bag_of_words", "tfidf"):
-        tokens = _tokens(x, o["separator"])
-        ngram_range = tuple(o["ngram_range"])
-        joiner = " " if o["separator"] == " " else o["separator"]
-        with tf.name_scope(name):
-            if t.type == "bag_of_words":
-                grams = tft.bag_of_words(tokens, ngram_range, separator=joiner)
-            else:
-                grams = tft.ngrams(tokens, ngram_range, separator=joiner)
-        if t.type == "tfidf":
-            ids = tft.compute_and_apply_vocabulary(
-                grams,
-                top_k=o["vocab_size"],
-                num_oov_buckets=1,
-                vocab_filename=name,
-                store_frequency=True,
-                name=name,
-            )
-            index, weight = tft.tfidf(ids, o["vocab_size"] + 1, name=f"{name}_tfidf")
-            outputs[name + "_index"] = index
-            outputs[name + "_weight"] = weight
-        else:
-            outputs[name] = tft.compute_and_apply_vocabulary(
-                grams,
-                top_k=o["top_k"],
-                num_oov_buckets=o["num_oov_buckets"],
-                vocab_filename=name,
-                store_frequency=True,
-                name=name,
-            )
-    else:  # The spec parser only admits known types.
-        raise AssertionError(f"unhandled transform type {t.type!r}")
+    """The value that replaces a missing one, computed by plain TFT analyzers
+    where the policy needs the data (mean, median, most frequent)."""
+    return fill_for(column).tft_graph(x)
 
 
 def _filled_inputs(spec: FeatureSpec, inputs: Mapping[str, tf.SparseTensor]) -> Dict[str, tf.Tensor]:
@@ -211,7 +83,9 @@ def cross_tensor(cross: Cross, filled: Mapping[str, tf.Tensor]) -> tf.Tensor:
 
 
 def build_preprocessing_fn(spec: FeatureSpec) -> Callable[[Mapping], Dict[str, tf.Tensor]]:
-    """Builds the TFT preprocessing_fn for `spec`.
+    """Builds the TFT preprocessing_fn for `spec` with plain TFT analyzers
+    (each op's `tft_graph`): the oracle of the one-pass analyzer
+    (`featurebridge.transforms.one_pass`) and the `--analyzer tft` path.
 
     Missing values are filled per the column's policy before any transform, so
     analyzers see filled data (a mean fill does not change the mean; it does
@@ -223,13 +97,14 @@ def build_preprocessing_fn(spec: FeatureSpec) -> Callable[[Mapping], Dict[str, t
     pipeline does). Values unseen at analysis map to OOV buckets
     (`num_oov_buckets`) or -1 when there are none.
     """
+    by_column = ops_of(spec)
 
     def preprocessing_fn(inputs):
         outputs: Dict[str, tf.Tensor] = {}
         filled = _filled_inputs(spec, inputs)
         for column in spec.columns:
-            for t in column.transforms:
-                apply_transform(t, filled[column.name], outputs)
+            for op in by_column[column.name]:
+                outputs.update(op.tft_graph(filled[column.name]))
         for cross in spec.crosses:
             outputs[cross.output] = cross_tensor(cross, filled)
         if spec.label:
@@ -240,27 +115,9 @@ def build_preprocessing_fn(spec: FeatureSpec) -> Callable[[Mapping], Dict[str, t
 
 
 def label_tensor(spec: FeatureSpec, y: tf.Tensor) -> tf.Tensor:
-    """The training label from the filled label column `y`: float for
-    regression, 0/1 for binary (a string is 1 when it equals `positive`),
-    class ids for multiclass (string classes by frequency; unseen -> -1)."""
-    label = spec.label
-    kind = label.kind
-    if kind == "regression":
-        return tf.cast(y, tf.float32)
-    if kind == "binary":
-        if y.dtype == tf.string:
-            return tf.cast(tf.equal(y, label.positive), tf.int64)
-        return tf.cast(y, tf.int64)
-    if y.dtype == tf.string:  # multiclass, string classes -> ids by frequency
-        return tft.compute_and_apply_vocabulary(
-            y,
-            num_oov_buckets=0,
-            default_value=-1,
-            vocab_filename=label_vocabulary_name(label.column),
-            store_frequency=True,
-            name=f"label_{label.column}",
-        )
-    return tf.cast(y, tf.int64)
+    """The training label from the filled label column `y` (see `LabelOp`),
+    string classes from a plain TFT vocabulary."""
+    return LabelOp(spec.label, spec.column(spec.label.column)).tft_graph(y)
 
 
 def build_constants_fn(spec: FeatureSpec) -> Callable[[Mapping], Dict[str, tf.Tensor]]:
@@ -272,6 +129,7 @@ def build_constants_fn(spec: FeatureSpec) -> Callable[[Mapping], Dict[str, tf.Te
     `build_preprocessing_fn`, so the values equal those baked into the
     transform_fn; they are written to constants.json, never used for features.
     """
+    by_column = ops_of(spec)
 
     def constants_fn(inputs):
         outputs: Dict[str, tf.Tensor] = {}
@@ -289,20 +147,9 @@ def build_constants_fn(spec: FeatureSpec) -> Callable[[Mapping], Dict[str, tf.Te
                 emit(f"{column.name}/fill", fill_value(column, inputs[column.name]))
             if column.storage == "string":
                 continue
-            x = tf.cast(filled[column.name], tf.float32)
-            for t in column.transforms:
-                if t.type == "zscore":
-                    emit(f"{t.output}/mean", tft.mean(x, name=f"{t.output}_mean"))
-                    emit(f"{t.output}/var", tft.var(x, name=f"{t.output}_var"))
-                elif t.type in ("scale_0_1", "min_max"):
-                    emit(f"{t.output}/min", tft.min(x, name=f"{t.output}_min"))
-                    emit(f"{t.output}/max", tft.max(x, name=f"{t.output}_max"))
-                elif t.type == "bucketize":
-                    n = t.options["num_buckets"]
-                    emit(
-                        f"{t.output}/boundaries",
-                        tft.quantiles(x, n, epsilon=bucketize_epsilon(n), name=f"{t.output}_q"),
-                    )
+            for op in by_column[column.name]:
+                for key, value in op.tft_results(filled[column.name]).items():
+                    emit(key, value)
         if not outputs:
             outputs[f"{CONSTANTS_PREFIX}/none"] = tf.zeros(tf.stack([size, 1]), tf.float32)
         return outputs
