@@ -20,12 +20,12 @@ import tensorflow_transform as tft
 
 from featurebridge.transforms import tft_concurrency
 from featurebridge.transforms.layout import TRANSFORM_FN_DIR
-from featurebridge.transforms.preprocessing import CONSTANTS_PREFIX, fill_vocabulary_name, label_vocabulary_name
+from featurebridge.transforms.ops import LabelOp, fill_vocabulary_name, label_vocabulary_name, op_for
+from featurebridge.transforms.preprocessing import CONSTANTS_PREFIX
 from featurebridge.transforms.spec import FeatureSpec
 
 __all__ = ["compute_constants", "evaluate_constants_fn", "read_vocabulary"]
 
-_VOCAB_TYPES = ("vocabulary", "ngrams", "bag_of_words", "tfidf")
 _ENCODED_SPACE = b"__SPACE__"
 
 
@@ -166,34 +166,19 @@ def compute_constants(
                 entry["fill_value"] = float(top[0]["value"]) if c.type == "float" else int(float(top[0]["value"]))
         columns[c.name] = entry
 
+    def vocabulary(name: str) -> Optional[Dict[str, object]]:
+        path = tft_output.vocabulary_file_by_name(name)
+        return {
+            "vocabulary_size": tft_output.vocabulary_size_by_name(name),
+            "vocabulary_file": os.path.relpath(path, output_dir),
+            "top": read_vocabulary(path, top_entries),
+        }
+
     features: Dict[str, object] = {}
     for c in spec.columns:
         for t in c.transforms:
-            f: Dict[str, object] = {"transform": t.type, "column": c.name}
-            key = t.output
-            if t.type == "zscore":
-                mean = numeric[f"{key}/mean"][0]
-                var = numeric[f"{key}/var"][0]
-                f.update(mean=mean, var=var, std=math.sqrt(var))
-            elif t.type in ("scale_0_1", "min_max"):
-                f.update(min=numeric[f"{key}/min"][0], max=numeric[f"{key}/max"][0])
-                if t.type == "min_max":
-                    f.update(output_min=t.options["output_min"], output_max=t.options["output_max"])
-            elif t.type == "bucketize":
-                f.update(num_buckets=t.options["num_buckets"], boundaries=numeric[f"{key}/boundaries"])
-            elif t.type in _VOCAB_TYPES:
-                path = tft_output.vocabulary_file_by_name(key)
-                f.update(
-                    vocabulary_size=tft_output.vocabulary_size_by_name(key),
-                    vocabulary_file=os.path.relpath(path, output_dir),
-                    top=read_vocabulary(path, top_entries),
-                    num_oov_buckets=t.options.get("num_oov_buckets", 1),
-                )
-                if t.type != "vocabulary":
-                    f["ngram_range"] = t.options["ngram_range"]
-            else:
-                f.update({k: v for k, v in t.options.items()})
-            features[key] = f
+            features[t.output] = {"transform": t.type, "column": c.name,
+                                  **op_for(t, c).describe(numeric, vocabulary)}
     for x in spec.crosses:
         features[x.output] = {"transform": "cross", "columns": list(x.columns), "hash_buckets": x.hash_buckets}
 
@@ -202,7 +187,7 @@ def compute_constants(
         label: Dict[str, object] = {"column": spec.label.column, "kind": spec.label.kind}
         if spec.label.positive is not None:
             label["positive"] = spec.label.positive
-        if spec.label.kind == "multiclass" and spec.column(spec.label.column).type == "string":
+        if LabelOp(spec.label, spec.column(spec.label.column)).has_classes:
             path = tft_output.vocabulary_file_by_name(label_vocabulary_name(spec.label.column))
             label["classes"] = [e["value"] for e in read_vocabulary(path)]
         payload["label"] = label

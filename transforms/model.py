@@ -23,7 +23,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from featurebridge.transforms.errors import TrainingError
-from featurebridge.transforms.preprocessing import label_vocabulary_name
+from featurebridge.transforms.ops import LabelOp, label_vocabulary_name, op_for
 from featurebridge.transforms.serving import Head
 from featurebridge.transforms.spec import SPLIT_FEATURE, FeatureSpec
 
@@ -80,30 +80,15 @@ def _spec_hints(spec: FeatureSpec, tft_output: tft.TFTransformOutput) -> Dict[st
     """{output: (kind, size, weights)} that the spec tells us for sure."""
     hints: Dict[str, Tuple[str, int, Optional[str]]] = {}
 
-    def vocab_size(name: str, oov: int) -> Optional[int]:
+    def vocabulary(name: str) -> Optional[Dict[str, int]]:
         try:
-            return tft_output.vocabulary_size_by_name(name) + oov
+            return {"vocabulary_size": tft_output.vocabulary_size_by_name(name)}
         except (ValueError, OSError, tf.errors.NotFoundError):
             return None
 
     for column in spec.columns:
         for t in column.transforms:
-            o = t.options
-            if t.type == "bucketize":
-                hints[t.output] = ("categorical", o["num_buckets"], None)
-            elif t.type == "hash":
-                hints[t.output] = ("categorical", o["hash_buckets"], None)
-            elif t.type == "vocabulary":
-                size = vocab_size(t.output, o["num_oov_buckets"])
-                if size:
-                    hints[t.output] = ("categorical", size, None)
-            elif t.type in ("ngrams", "bag_of_words"):
-                size = vocab_size(t.output, o["num_oov_buckets"])
-                if size:
-                    hints[t.output] = ("bag", size, None)
-            elif t.type == "tfidf":
-                hints[t.output + "_index"] = ("bag", o["vocab_size"] + 1, t.output + "_weight")
-                hints[t.output + "_weight"] = ("bag_weights", 0, None)
+            hints.update(op_for(t, column).model_hints(vocabulary))
     for cross in spec.crosses:
         hints[cross.output] = ("categorical", cross.hash_buckets, None)
     return hints
@@ -172,7 +157,7 @@ def head_for(spec: FeatureSpec, tft_output: tft.TFTransformOutput) -> Head:
             "`label: {column: NAME, kind: binary|multiclass|regression}` and re-run analyze."
         )
     kind = spec.label.kind
-    if kind == "multiclass" and spec.column(spec.label.column).type == "string":
+    if LabelOp(spec.label, spec.column(spec.label.column)).has_classes:
         classes = tft_output.vocabulary_size_by_name(label_vocabulary_name(spec.label.column))
         return Head(kind, spec.label.column, num_classes=classes)
     return Head(kind, spec.label.column, num_classes=1 if kind == "regression" else 2)

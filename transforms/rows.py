@@ -27,7 +27,8 @@ from apache_beam.typehints.row_type import RowTypeConstraint
 
 from featurebridge.transforms import validation
 from featurebridge.transforms.errors import InputError
-from featurebridge.transforms.spec import TIMESTAMP_PARTS, FeatureSpec
+from featurebridge.transforms.ops import op_for
+from featurebridge.transforms.spec import FeatureSpec
 
 __all__ = [
     "BatchesToRows",
@@ -77,18 +78,7 @@ def output_fields_from_spec(spec: FeatureSpec) -> List[Tuple[str, type]]:
     fields: List[Tuple[str, type]] = []
     for column in spec.columns:
         for t in column.transforms:
-            if t.type in ("zscore", "scale_0_1", "min_max", "log1p", "clip"):
-                fields.append((t.output, float))
-            elif t.type in ("bucketize", "vocabulary", "hash") or t.type in TIMESTAMP_PARTS:
-                fields.append((t.output, int))
-            elif t.type == "identity":
-                fields.append((t.output, _STORED_PY_TYPES[column.storage]))
-            elif t.type in ("ngrams", "bag_of_words"):
-                fields.append((t.output, Sequence[int]))
-            elif t.type == "tfidf":
-                fields += [(t.output + "_index", Sequence[int]), (t.output + "_weight", Sequence[float])]
-            else:  # The spec parser admits only known types.
-                raise AssertionError(f"unhandled transform type {t.type!r}")
+            fields += op_for(t, column).row_fields(_STORED_PY_TYPES[column.storage])
     fields += [(x.output, int) for x in spec.crosses]
     if spec.label:
         fields.append((spec.label.column, float if spec.label.kind == "regression" else int))

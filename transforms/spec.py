@@ -65,8 +65,8 @@ from featurebridge.transforms.spec_tables import (
     STORAGE_TYPES,
     TIMESTAMP_PARTS,
     TIMESTAMP_PATTERN,
-    TRANSFORM_TYPES,
 )
+from featurebridge.transforms.ops import TRANSFORM_TYPES
 
 # The parts, tables and parser are re-exported: callers import every spec name from here.
 __all__ = [

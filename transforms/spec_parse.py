@@ -22,7 +22,8 @@ from featurebridge.transforms.spec_limits import (
     check_transform_options, excerpt_list,
 )
 from featurebridge.transforms.spec_parts import Column, Cross, Label, MissingPolicy, Transform, output_names
-from featurebridge.transforms.spec_tables import COLUMN_TYPES, LABEL_KINDS, MISSING_POLICIES, NUMBER, NUMERIC_TYPES, REQUIRED, TIMESTAMP_PATTERN, TRANSFORM_TYPES
+from featurebridge.transforms.ops import OPS, TRANSFORM_TYPES
+from featurebridge.transforms.spec_tables import COLUMN_TYPES, LABEL_KINDS, MISSING_POLICIES, NUMBER, NUMERIC_TYPES, REQUIRED, TIMESTAMP_PATTERN
 
 __all__ = ["parse_spec_fields", "safe_name"]
 
@@ -315,36 +316,10 @@ def _type_words(types) -> str:
 
 
 def _check_transform_options(ttype: str, o: dict, where: str) -> None:
-    def positive(name, minimum=1):
-        if o.get(name) is not None and o[name] < minimum:
-            raise _fail(where, f"field {name!r} must be >= {minimum}; got {o[name]}.")
-
-    if ttype == "bucketize":
-        positive("num_buckets", 2)
-    if ttype == "hash":
-        positive("hash_buckets", 1)
-    if ttype in ("vocabulary", "ngrams", "bag_of_words"):
-        positive("top_k", 1)
-        positive("frequency_threshold", 0)
-        positive("num_oov_buckets", 0)
-    if ttype == "tfidf":
-        positive("vocab_size", 1)
-    if ttype == "min_max" and o["output_min"] >= o["output_max"]:
-        raise _fail(where, "'output_min' must be less than 'output_max'.")
-    if ttype == "clip":
-        if o["min"] is None and o["max"] is None:
-            raise _fail(where, "give 'min', 'max' or both.")
-        if o["min"] is not None and o["max"] is not None and o["min"] > o["max"]:
-            raise _fail(where, "'min' must not exceed 'max'.")
-    if "ngram_range" in o:
-        r = o["ngram_range"]
-        if (
-            len(r) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in r)
-            or not 1 <= r[0] <= r[1]
-        ):
-            raise _fail(where, f"'ngram_range' must be [min, max] with 1 <= min <= max; got {excerpt(r)}.")
-        o["ngram_range"] = [int(r[0]), int(r[1])]
+    """The op's own checks beyond option types (featurebridge.transforms.ops)."""
+    problem = OPS[ttype].check_options(o)
+    if problem:
+        raise _fail(where, problem)
 
 
 def _parse_label(raw: Any, where: str, by_name: Mapping[str, Column], limits: SpecLimits) -> Label:

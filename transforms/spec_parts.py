@@ -119,13 +119,12 @@ def output_names(
     """Names of the transformed features, in spec order (label last, if any):
     one per transform (two, ``_index`` and ``_weight``, per tf-idf), one per
     cross. Names produced twice appear twice (the parser refuses that)."""
+    from featurebridge.transforms.ops import op_for  # ops import this module's tables
+
     names = []
     for c in columns:
         for t in c.transforms:
-            if t.type == "tfidf":
-                names += [t.output + "_index", t.output + "_weight"]
-            else:
-                names.append(t.output)
+            names += op_for(t, c).output_names()
     names += [x.output for x in crosses]
     if label:
         names.append(label.column)

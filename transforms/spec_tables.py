@@ -1,5 +1,5 @@
 """The feature spec's vocabulary: the column types, missing-value policies,
-label kinds and transforms a spec may name, and the spellings every stage
+label kinds a spec may name, and the spellings every stage
 shares (null markers, bool words, the timestamp pattern).
 
 These tables are the one definition the spec parser, the readers, the TF
@@ -24,7 +24,6 @@ __all__ = [
     "STORAGE_TYPES",
     "TIMESTAMP_PARTS",
     "TIMESTAMP_PATTERN",
-    "TRANSFORM_TYPES",
 ]
 
 COLUMN_TYPES = ("float", "int", "string", "bool", "timestamp")
@@ -65,52 +64,8 @@ MISSING_POLICIES = ("mean", "median", "most_frequent", "constant", "reject")
 
 # The column types numeric transforms and mean/median fills apply to.
 NUMERIC_TYPES = ("float", "int")
-# transform type -> (allowed column types, {option: (python types, default)})
-# A default of REQUIRED means the option must be given; NUMBER accepts an int or a float.
+# Option schemas: a default of REQUIRED means the option must be given; NUMBER
+# accepts an int or a float. Each transform type's schema lives with its op
+# (featurebridge.transforms.ops, TRANSFORM_TYPES there).
 REQUIRED = object()
 NUMBER = (int, float)
-TRANSFORM_TYPES: Mapping[str, tuple] = {
-    "zscore": (NUMERIC_TYPES, {}),
-    "scale_0_1": (NUMERIC_TYPES, {}),
-    "min_max": (NUMERIC_TYPES, {"output_min": (NUMBER, 0.0), "output_max": (NUMBER, 1.0)}),
-    "bucketize": (NUMERIC_TYPES, {"num_buckets": (int, REQUIRED)}),
-    "vocabulary": (
-        ("string", "int", "bool"),
-        {
-            "top_k": (int, None),
-            "frequency_threshold": (int, None),
-            "num_oov_buckets": (int, 1),
-        },
-    ),
-    "hash": (("string", "int", "bool"), {"hash_buckets": (int, REQUIRED)}),
-    "log1p": (NUMERIC_TYPES, {}),
-    "clip": (NUMERIC_TYPES, {"min": (NUMBER, None), "max": (NUMBER, None)}),
-    "identity": (("float", "int", "string", "bool"), {}),
-    "ngrams": (
-        ("string",),
-        {
-            "ngram_range": (list, [1, 1]),
-            "separator": (str, " "),
-            "top_k": (int, None),
-            "num_oov_buckets": (int, 1),
-        },
-    ),
-    "bag_of_words": (
-        ("string",),
-        {
-            "ngram_range": (list, [1, 1]),
-            "separator": (str, " "),
-            "top_k": (int, None),
-            "num_oov_buckets": (int, 1),
-        },
-    ),
-    "tfidf": (
-        ("string",),
-        {
-            "ngram_range": (list, [1, 1]),
-            "separator": (str, " "),
-            "vocab_size": (int, REQUIRED),
-        },
-    ),
-    **{part: (("timestamp",), {}) for part in TIMESTAMP_PARTS},
-}

@@ -32,7 +32,7 @@ from featurebridge.transforms.model import (
     head_for,
     loss_for,
 )
-from featurebridge.transforms.preprocessing import label_vocabulary_name
+from featurebridge.transforms.ops import LabelOp, label_vocabulary_name
 from featurebridge.transforms.serving import Head, outputs_from_logits
 from featurebridge.transforms.spec import SPLIT_FEATURE, FeatureSpec
 
@@ -208,7 +208,7 @@ def _label_value_text(spec: FeatureSpec, tft_output: tft.TFTransformOutput, valu
     label = spec.label
     if label.kind == "regression":
         return f"{float(value):g}"
-    if label.kind == "multiclass" and spec.column(label.column).type == "string":
+    if LabelOp(label, spec.column(label.column)).has_classes:
         try:  # stored with frequencies: "300 high"
             entries = tft_output.vocabulary_by_name(label_vocabulary_name(label.column))
             name = entries[int(value)].decode("utf-8", "replace").split(" ", 1)[-1]

@@ -45,6 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from featurebridge.transforms.errors import InputError
+from featurebridge.transforms.ops import reject_rules
 from featurebridge.transforms.spec import FeatureSpec
 from featurebridge.transforms.spec_parts import Column
 from featurebridge.transforms.spec_tables import BOOL_SPELLINGS, TIMESTAMP_PATTERN
@@ -456,12 +457,12 @@ def chunk_to_batch(
         if label is not None and column.name == label.column and column.type == "int" and label.kind != "regression":
             for i, reason, code in _bad_class_ids(values, present, label.kind):
                 reasons.setdefault(i, (reason, code))
-        if any(t.type == "log1p" for t in column.transforms):
+        for rule in reject_rules(column):
             np_vals = values.to_numpy(zero_copy_only=False)
             with np.errstate(invalid="ignore"):
-                low = present & (np_vals <= -1)
-            for i in np.flatnonzero(low):
-                reasons.setdefault(int(i), ("log1p needs values greater than -1", "log1p domain"))
+                bad = present & rule.bad(np_vals)
+            for i in np.flatnonzero(bad):
+                reasons.setdefault(int(i), (rule.reason, rule.code))
         for i in sorted(reasons):
             reason, code = reasons[i]
             problems.setdefault(i, []).append((column.name, _as_text(raw, i), reason, code))

@@ -10,7 +10,7 @@ transform type means one `Op` subclass here and one oracle test case
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Type
+from typing import Dict, List, Mapping, Type
 
 from featurebridge.transforms.ops.base import Op, RejectRule, VocabularyInfo
 from featurebridge.transforms.ops.categorical import Hash, Vocabulary, as_text
@@ -44,6 +44,7 @@ __all__ = [
     "label_vocabulary_name",
     "op_for",
     "ops_of",
+    "reject_rules",
 ]
 
 OPS: Mapping[str, Type[Op]] = {
@@ -64,3 +65,9 @@ def op_for(transform, column) -> Op:
 def ops_of(spec) -> Dict[str, list]:
     """{column name: [its ops, in spec order]} for every column of `spec`."""
     return {c.name: [op_for(t, c) for t in c.transforms] for c in spec.columns}
+
+
+def reject_rules(column) -> List[RejectRule]:
+    """The rules of `column`'s ops that reject a row (log1p's domain, ...)."""
+    rules = (op_for(t, column).reject_rule() for t in column.transforms)
+    return [rule for rule in rules if rule is not None]

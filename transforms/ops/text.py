@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from featurebridge.transforms.errors import excerpt
 from featurebridge.transforms.ops.base import Op
 from featurebridge.transforms.ops.categorical import check_vocabulary_options
 from featurebridge.transforms.ops.stats import Tokens
@@ -39,7 +40,7 @@ def _check_ngram_range(options):
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in r)
         or not 1 <= r[0] <= r[1]
     ):
-        return f"'ngram_range' must be [min, max] with 1 <= min <= max; got {r!r}."
+        return f"'ngram_range' must be [min, max] with 1 <= min <= max; got {excerpt(r)}."
     options["ngram_range"] = [int(r[0]), int(r[1])]
     return None
 
