@@ -4,6 +4,9 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# `make bench`/`make bench-full` also install the `spark` extra (pyspark, for the
+# Spark ML approach); setup and test do not.
+BENCH_STAMP := $(VENV)/.bench-installed
 
 # Beam's Flink and Spark job servers (Java, from Maven Central), built by `make engines`.
 # Keep the version in step with java/engines/pom.xml and pipelines/engines.py.
@@ -44,11 +47,15 @@ test: $(STAMP) $(ENGINES_FOR_TESTS)
 test-fast: $(STAMP) $(ENGINES_FOR_TESTS)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -m "not slow" tests
 
-bench: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m benchmarks.run --quick
+$(BENCH_STAMP): $(STAMP) setup.py constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[bench,spark]"
+	touch $(BENCH_STAMP)
 
-bench-full: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m benchmarks.run --full
+bench: $(BENCH_STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m benchmarks.run --quick --write-results
+
+bench-full: $(BENCH_STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m benchmarks.run --full --write-results
 
 clean:
 	rm -rf $(VENV) demo_output benchmarks/data benchmarks/out .pytest_cache

@@ -28,6 +28,9 @@ REQUIRED = [
 EXTRAS = {
     "test": ["pytest>=9", "pytest-timeout>=2.4", "hypothesis>=6.170"],
     "bench": ["pandas>=3", "scikit-learn>=1.9"],
+    # Spark ML local[2], one of the benchmark approaches: only `make bench` /
+    # `make bench-full` install it (needs Java 17+; not part of setup or test).
+    "spark": ["pyspark>=4.1,<4.2", "py4j>=0.10.9.7,<0.10.10"],
 }
 
 setuptools.setup(
