@@ -2,10 +2,16 @@
 
     python -m benchmarks.approaches NAME --parquet P --csv C --spec S --out DIR --result R.json
 
-Every approach does the same job on the same file: analyze (means, variances,
-top-10k vocabularies with counts, 10 quantile buckets), transform every row,
-and write the transformed rows. The result JSON holds ``work_s`` (input read
-to output written, imports excluded), ``rows`` and ``output`` notes.
+Every approach does the same job on the same file: analyze, transform every
+row, write the transformed rows. featurebridge and the TFT approaches
+(tft_arrow, tft_arrow_2proc, tft_csv, tft_dicts) follow the spec file, so they
+run the text spec (tf-idf) too; pyarrow, sklearn, spark and mltransform
+hard-code the main spec (means, variances, top-10k vocabularies with counts,
+10 quantile buckets). The result JSON holds ``work_s`` (input read to output
+written, imports and start-up excluded), ``process_s`` (from main's start),
+``output`` and, for featurebridge, ``rows``; an approach that cannot run here
+writes ``skipped`` instead. The runner (`benchmarks.run`) times the whole
+process (command to result) around it.
 """
 
 from __future__ import annotations

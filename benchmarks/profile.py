@@ -1,6 +1,6 @@
 """Profiles one featurebridge analyze run with cProfile and groups the time.
 
-    python -m benchmarks.profile --rows 200000 [--top 40] [-- extra analyze flags]
+    python -m benchmarks.profile --rows 200000 [--text] [--top 40] [-- extra analyze flags]
 
 DirectRunner's embedded FnApi worker runs bundles on the calling thread, so
 cProfile sees the DoFns, TF graph runs, combiners and writers. Prints the top
@@ -17,7 +17,7 @@ import re
 import sys
 import time
 
-from benchmarks.data import write_dataset
+from benchmarks.data import write_dataset, write_text_dataset
 
 __all__ = ["main", "CATEGORIES"]
 
@@ -54,11 +54,13 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    parser.add_argument("--text", action="store_true", help="the text spec (tf-idf) instead of the main one")
     parser.add_argument("--save", help="write the raw pstats here")
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     here = os.path.dirname(os.path.abspath(__file__))
-    parquet, csv, spec = write_dataset(args.rows, os.path.join(here, "data"))
+    writer = write_text_dataset if args.text else write_dataset
+    parquet, csv, spec = writer(args.rows, os.path.join(here, "data"))
     from featurebridge.pipelines import analyze  # import cost is not profiled
 
     out = os.path.join(here, "out", "profile")
