@@ -22,9 +22,9 @@ def check_vocabulary_options(options) -> str:
 
 def as_text(x):
     """`x` as text: a string tensor unchanged, numbers via tf.strings.as_string."""
-    import tensorflow as tf
+    from featurebridge.transforms.graph_rules import as_string  # TensorFlow: in the graph only
 
-    return x if x.dtype == tf.string else tf.strings.as_string(x)
+    return as_string(x)
 
 
 class Vocabulary(Op):
