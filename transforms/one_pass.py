@@ -274,8 +274,11 @@ def _import_tf():
     return tf, tft, tft_beam
 
 
-def _pick(results: Mapping[str, Any], keys: List[str]) -> list:
-    return [results[k] for k in keys]
+def _packed(results: Mapping[str, Any], keys: List[str]) -> np.ndarray:
+    """Every numeric result, in `keys` order, as one flat float64 vector (one
+    analyzer output: TFT builds Beam stages and graph nodes per output)."""
+    parts = [np.ravel(np.asarray(results[k], np.float64)) for k in keys]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float64)
 
 
 def _write_vocabularies(results: Mapping[str, Any], keys: List[str], temp_dir: str) -> list:
@@ -311,9 +314,8 @@ def _make_analyzer_class():
             if self._vocabulary:
                 picked = self._holder.analysis | "WriteVocabularies" >> beam.Map(
                     _write_vocabularies, self._keys, self.base_temp_dir)
-            else:
-                picked = self._holder.analysis | "Pick" >> beam.Map(_pick, self._keys)
-            return tuple(picked | f"Output{i}" >> beam.Map(lambda r, i=i: r[i]) for i in range(len(self._keys)))
+                return tuple(picked | f"Output{i}" >> beam.Map(lambda r, i=i: r[i]) for i in range(len(self._keys)))
+            return (self._holder.analysis | "Packed" >> beam.Map(_packed, self._keys),)
 
     return _FromAnalysis
 
@@ -340,13 +342,18 @@ def build_one_pass_preprocessing_fn(spec: FeatureSpec, holder: AnalysisHolder):
         first = inputs[spec.columns[0].name]
         unread = [tf.reshape(tf.cast(first.dense_shape[0], tf.float32), [1])]
         if numeric_keys:
-            values = tft.experimental.ptransform_analyzer(
+            sizes = [int(np.asarray(shapes[k]).size) for k in numeric_keys]
+            (packed,) = tft.experimental.ptransform_analyzer(
                 unread, analyzer_class(holder, numeric_keys, False),
-                output_dtypes=[tf.as_dtype(np.asarray(shapes[k]).dtype) for k in numeric_keys],
-                output_shapes=[list(np.asarray(shapes[k]).shape) for k in numeric_keys],
+                output_dtypes=[tf.float64], output_shapes=[[sum(sizes)]],
                 name="featurebridge_analysis",
             )
-            constants.update(zip(numeric_keys, values))
+            start = 0
+            for key, size in zip(numeric_keys, sizes):
+                like = np.asarray(shapes[key])
+                value = tf.reshape(packed[start:start + size], like.shape)
+                constants[key] = tf.cast(value, tf.as_dtype(like.dtype))
+                start += size
         if vocabulary_keys:
             paths = tft.experimental.ptransform_analyzer(
                 unread, analyzer_class(holder, vocabulary_keys, True),
