@@ -174,23 +174,23 @@ class Tokens:
 
 
 def _count_grams(grams: pa.Array, docs: np.ndarray, per_document: bool, documents: bool) -> pa.Table:
-    pairs = pa.table({"doc": docs, "token": grams})
-    if not per_document and not documents:
-        counted = pc.value_counts(grams).flatten()
-        return pa.table({"token": counted[0], "count": counted[1]})
-    unique = pairs.group_by(["doc", "token"]).aggregate([([], "count_all")])
-    by_doc = unique.group_by("token").aggregate([([], "count_all")])
-    doc_counts = by_doc.column("count_all")
+    """Counts of n-grams (per occurrence, or per row with `per_document`),
+    with the rows holding each (`documents`): the n-grams dictionary-encoded,
+    the distinct (row, n-gram) pairs found by sorting int64 keys."""
+    encoded = pc.dictionary_encode(grams).combine_chunks() if isinstance(grams, pa.ChunkedArray) else pc.dictionary_encode(grams)
+    ids = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    distinct = len(encoded.dictionary)
+    table = {"token": encoded.dictionary}
+    if per_document or documents:
+        pairs = np.unique(np.asarray(docs, np.int64) * distinct + ids)
+        in_docs = np.bincount(pairs % distinct, minlength=distinct).astype(np.int64)
     if per_document:
-        table = pa.table({"token": by_doc.column("token"), "count": doc_counts})
+        table["count"] = in_docs
     else:
-        counted = pc.value_counts(grams).flatten()
-        table = pa.table({"token": counted[0], "count": counted[1]})
-        table = table.join(pa.table({"token": by_doc.column("token"), "docs": doc_counts}), "token")
-        return table.select(["token", "count", "docs"])
+        table["count"] = np.bincount(ids, minlength=distinct).astype(np.int64)
     if documents:
-        table = table.append_column("docs", doc_counts)
-    return table
+        table["docs"] = in_docs
+    return pa.table(table)
 
 
 def _sum_tables(tables: List[pa.Table]) -> pa.Table:

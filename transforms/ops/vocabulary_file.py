@@ -11,17 +11,19 @@ line, so the lookup table still builds.
 
 from __future__ import annotations
 
-import re
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from featurebridge.transforms.ops.stats import TokenTable
 
 __all__ = ["SPACE", "apply_vocabulary", "empty_vocabulary_line", "ranked_tokens", "vocabulary_lines"]
 
 SPACE = b"__SPACE__"
-_DROPPED = re.compile(rb"^$|[\n\r]")
+# TFT leaves these tokens out of a vocabulary (analyzers._EMPTY_STRING_OR_NEWLINE_CHARS_REGEX).
+_DROPPED_REGEX = r"^$|[\n\r]"
 
 
 def empty_vocabulary_line(with_counts: bool = True) -> bytes:
@@ -37,21 +39,26 @@ def empty_vocabulary_line(with_counts: bool = True) -> bytes:
 def ranked_tokens(table: TokenTable, top_k: Optional[int] = None, frequency_threshold: Optional[int] = None,
                   escape_spaces: bool = True) -> List[Tuple[int, bytes, int]]:
     """(count, token, documents) of the vocabulary's entries, in TFT's order
-    (documents 0 when `table` has no document counts). Empty: [] (no stand-in)."""
-    counts: Dict[bytes, List[int]] = {}
+    (documents 0 when `table` has no document counts). Empty: [] (no stand-in).
+    Sorted by Arrow (byte order of tokens, as TFT's), not in Python."""
+    if not table.tokens:
+        return []
+    tokens = pa.array(table.tokens, pa.large_binary())
     docs = table.docs if table.docs is not None else np.zeros(len(table.tokens), np.int64)
-    for token, count, in_docs in zip(table.tokens, np.asarray(table.counts).tolist(), np.asarray(docs).tolist()):
-        if escape_spaces:
-            token = token.replace(b" ", SPACE)
-        entry = counts.setdefault(token, [0, 0])
-        entry[0] += count
-        entry[1] += in_docs
-    ranked = sorted(((c, t, d) for t, (c, d) in counts.items() if not _DROPPED.search(t)), reverse=True)
+    ranked = pa.table({"token": tokens, "count": np.asarray(table.counts, np.int64), "docs": np.asarray(docs, np.int64)})
+    if escape_spaces and pc.any(pc.match_substring(tokens, " ")).as_py():
+        escaped = pc.replace_substring(tokens, " ", SPACE.decode())
+        ranked = ranked.set_column(0, "token", escaped).group_by("token").aggregate(
+            [("count", "sum"), ("docs", "sum")]).rename_columns(["token", "count", "docs"])
+    ranked = ranked.filter(pc.invert(pc.match_substring_regex(ranked.column("token"), _DROPPED_REGEX)))
     if frequency_threshold is not None and frequency_threshold > 1:
-        ranked = [r for r in ranked if r[0] >= frequency_threshold]
+        ranked = ranked.filter(pc.greater_equal(ranked.column("count"), frequency_threshold))
+    order = pc.sort_indices(ranked, sort_keys=[("count", "descending"), ("token", "descending")])
     if top_k is not None:
-        ranked = ranked[:top_k]
-    return ranked
+        order = order.slice(0, top_k)
+    ranked = ranked.take(order)
+    return list(zip(ranked.column("count").to_pylist(), ranked.column("token").to_pylist(),
+                    ranked.column("docs").to_pylist()))
 
 
 def vocabulary_lines(table: TokenTable, top_k: Optional[int] = None, frequency_threshold: Optional[int] = None,
