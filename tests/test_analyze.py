@@ -337,6 +337,7 @@ def test_users_own_preprocessing_fn(tmp_path):
     assert result.constants["preprocessing_fn"] == "custom"
     assert result.constants["vocabularies"]["user_s"]["lines"] == 2
     assert result.manifest["preprocessing_fn"] == "tests.user_preprocessing:preprocessing_fn"
+    assert result.manifest["analyzer"] == "custom"  # a user's fn runs on plain TFT (the slow path)
 
 
 def test_bad_preprocessing_fn_references_fail_before_the_pipeline(tmp_path):

@@ -225,13 +225,12 @@ def _filled(data: str, column: str, fill: float) -> np.ndarray:
 
 
 def test_default_run_took_the_one_pass_analyzer(runs):
-    """What the manifest records: the oracle run asked for plain TFT, the
-    default run for nothing else (`--analyzer auto`, which takes the one pass
-    for every spec without a user's preprocessing_fn; see transforms/analyze.py).
-    The transform_fns themselves cannot tell: TFT bakes both the same way."""
+    """manifest.json records what computed the statistics (the transform_fns
+    themselves cannot tell: TFT bakes both the same way)."""
     one, tft, _ = runs
+    assert one.manifest["analyzer"] == "one_pass"
+    assert tft.manifest["analyzer"] == "tft"
     assert tft.manifest["pipeline_options"].get("analyzer") == "tft"
-    assert one.manifest["pipeline_options"].get("analyzer", "auto") == "auto"
     assert one.manifest["preprocessing_fn"] is None
 
 

@@ -29,12 +29,24 @@ from featurebridge.transforms.preprocessing import build_constants_fn, build_pre
 from featurebridge.transforms.spec import FeatureSpec
 
 __all__ = [
+    "ANALYZERS",
     "AnalyzeAndTransform",
     "AnalyzeToDirectory",
+    "analyzer_used",
     "tensor_adapter_config",
 ]
 
 ANALYZERS = ("auto", "tft")
+
+
+def analyzer_used(analyzer: str, preprocessing_fn: Optional[Callable]) -> str:
+    """What computes the statistics, as manifest.json records it: "one_pass"
+    (`featurebridge.transforms.one_pass`, the default for a spec), "tft" (plain
+    TFT analyzers, `--analyzer tft`) or "custom" (a user's preprocessing_fn,
+    on plain TFT: the slow path)."""
+    if preprocessing_fn is not None:
+        return "custom"
+    return "one_pass" if analyzer == "auto" else "tft"
 
 
 def tensor_adapter_config(spec: FeatureSpec, passthrough: Sequence[pa.Field] = ()) -> tensor_adapter.TensorAdapterConfig:
@@ -125,7 +137,7 @@ class AnalyzeAndTransform(beam.PTransform):
         # (featurebridge.transforms.one_pass); TFT only bakes the results into the
         # transform_fn, so its own analysis reads no data. analyzer="tft" (and a
         # user's preprocessing_fn) run plain TFT analyzers: the oracle, and the slow path.
-        one_pass = self._user_fn is None and self._analyzer == "auto"
+        one_pass = analyzer_used(self._analyzer, self._user_fn) == "one_pass"
         if one_pass:
             analysis = batches | "AnalyzeSpec" >> AnalyzeSpec(self._spec, oov_input=self._oov_input)
             preprocessing_fn = build_one_pass_preprocessing_fn(self._spec, AnalysisHolder(analysis))
@@ -240,6 +252,7 @@ class AnalyzeToDirectory(beam.PTransform):
         self._manifest = dict(manifest or {})
         # The spec travels with its output: layout.load_analyzed reads it back.
         self._manifest.setdefault("spec", spec.to_dict())
+        self._manifest["analyzer"] = analyzer_used(analyzer, preprocessing_fn)
 
     def expand(self, read_result):
         batches, rejected, stats = read_result.batches, read_result.rejected, read_result.stats

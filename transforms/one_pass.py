@@ -86,7 +86,7 @@ class SpecPlan:
                 continue
             accs = {r: accumulators[(column.name, r)] for r in requests}
             unfilled = {r: r.extract(accs[r], None, 0) for r in fill.requests()}
-            fill_value = fill.value(unfilled) if fill.requests() else fill.known()
+            fill_value = self.fill_value(column.name, accumulators)
             results.update(fill.results(unfilled))
             n_missing = missing.get(column.name, 0)
             stats: Dict[Any, Any] = {r: r.extract(accs[r], fill_value, n_missing) for r in requests}
@@ -98,6 +98,16 @@ class SpecPlan:
             if label is not None:
                 results.update(label.results(stats))
         return results
+
+    def fill_value(self, name: str, accumulators: Mapping[Tuple[str, object], Any]):
+        """Column `name`'s fill value: from its present values' statistics
+        for a data-dependent policy, else the spec's (None: no fill)."""
+        for column, fill, _, _, _ in self.columns:
+            if column.name == name:
+                if not fill.requests():
+                    return fill.known()
+                return fill.value({r: r.extract(accumulators[(name, r)], None, 0) for r in fill.requests()})
+        raise KeyError(name)
 
     def result_shapes(self) -> Dict[str, Any]:
         """The results of an empty input: every key with its dtype and shape
@@ -207,10 +217,10 @@ def _finish_with_oov(acc, counts, plan: SpecPlan) -> Dict[str, Any]:
     for op in plan.tfidf:
         oov[op.output] = counts.get(op.output, 0)
         missing = counts.get(("missing", op.output), 0)
-        fill = fill_for(op.column).known()
+        fill = plan.fill_value(op.column.name, acc["stats"])
         if missing and fill is not None:  # missing rows hold the fill's text
-            oov[op.output] += missing * op.rows_with_oov(pa.array([str(fill).encode()], pa.large_binary()),
-                                                          vocabularies[op.output])
+            text = fill if isinstance(fill, bytes) else str(fill).encode()
+            oov[op.output] += missing * op.rows_with_oov(pa.array([text], pa.large_binary()), vocabularies[op.output])
     return _finish(acc, plan, oov)
 
 

@@ -186,6 +186,9 @@ class MostFrequentFill(Fill):
         top = tf.strings.split(tf.io.read_file(path), "\n")[0]
         if self.column.storage == "string":
             return top
+        # While TFT traces its analysis phase the file is a stand-in whose
+        # text is not a number; a lookup downstream runs in that phase too.
+        top = tf.where(tf.strings.regex_full_match(top, r"[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?"), top, "0")
         return tf.cast(tf.strings.to_number(top, tf.float64), getattr(tf, _TF_TYPES[self.column.storage]))
 
     def tft_graph(self, x):
