@@ -86,7 +86,7 @@ class SpecPlan:
                 continue
             accs = {r: accumulators[(column.name, r)] for r in requests}
             unfilled = {r: r.extract(accs[r], None, 0) for r in fill.requests()}
-            fill_value = self.fill_value(column.name, accumulators)
+            fill_value = fill.value(unfilled) if fill.requests() else fill.known()
             results.update(fill.results(unfilled))
             n_missing = missing.get(column.name, 0)
             stats: Dict[Any, Any] = {r: r.extract(accs[r], fill_value, n_missing) for r in requests}
