@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Dict, Iterable, Sequence
 
 from featurebridge.expansion_service import registry
+from featurebridge.expansion_service.row_bytes import check_row_bytes
 from featurebridge.transforms.errors import FeaturebridgeError, excerpt
 
 __all__ = [
@@ -304,6 +305,8 @@ def _decode_row(schema, payload: bytes, where: str):
     from apache_beam import coders
 
     try:
+        # Beam's compiled decoder trusts lengths: walk the bytes first (row_bytes).
+        check_row_bytes(schema, payload)
         return coders.RowCoder(schema).decode(payload)
     except Exception:  # Malformed bytes: say so, never echo decoder internals.
         raise RefusedError(f"{where}: the Row bytes do not match the Row schema sent with them.") from None
