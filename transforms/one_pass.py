@@ -178,12 +178,15 @@ def _finish(acc, plan: SpecPlan, oov_documents=None) -> Dict[str, Any]:
 
 
 def _tfidf_vocabularies(acc, plan: SpecPlan) -> Dict[str, set]:
-    """{tf-idf output: its vocabulary's escaped tokens} from the first pass."""
-    results = _finish(acc, plan)
+    """{tf-idf output: its vocabulary's escaped tokens} from the first pass
+    (only each tf-idf's own counts are extracted, with its column's fill)."""
     out = {}
     for op in plan.tfidf:
-        lines = results[f"{op.output}{_VOCABULARY}"]
-        out[op.output] = {line.split(b" ", 1)[1] for line in lines} if acc["rows"] else set()
+        name = op.column.name
+        (request,) = op.requests()
+        table = request.extract(acc["stats"][(name, request)], plan.fill_value(name, acc["stats"]),
+                                acc["missing"].get(name, 0))
+        out[op.output] = set(op.vocabulary_tokens({request: table}))
     return out
 
 

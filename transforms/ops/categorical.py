@@ -5,6 +5,8 @@ the mapping is TFT's own vocabulary lookup over TFT's own file format."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 from featurebridge.transforms.ops.base import Op
 from featurebridge.transforms.ops.stats import Tokens
 from featurebridge.transforms.ops.vocabulary_file import apply_vocabulary, vocabulary_lines
@@ -13,7 +15,8 @@ from featurebridge.transforms.spec_tables import REQUIRED
 __all__ = ["Hash", "Vocabulary", "check_vocabulary_options"]
 
 
-def check_vocabulary_options(options) -> str:
+def check_vocabulary_options(options) -> Optional[str]:
+    """What is wrong with a vocabulary's top_k, frequency_threshold or OOV buckets (None: nothing)."""
     for name, minimum in (("top_k", 1), ("frequency_threshold", 0), ("num_oov_buckets", 0)):
         if options.get(name) is not None and options[name] < minimum:
             return f"field {name!r} must be >= {minimum}; got {options[name]}."

@@ -159,7 +159,8 @@ class Tokens:
         that read the same once written as text are one token."""
         columns = ["token", "count"] + (["docs"] if self.documents else [])
         table = _sum_tables(acc) if acc else None
-        if table is not None and not pa.types.is_binary(table.schema.field("token").type) and not pa.types.is_large_binary(table.schema.field("token").type):
+        token_type = table.schema.field("token").type if table is not None else None
+        if token_type is not None and not (pa.types.is_binary(token_type) or pa.types.is_large_binary(token_type)):
             table = table.set_column(0, "token", _as_text(table.column("token").combine_chunks(), self.text))
         if missing and fill is not None:
             table = _add_fill(table, fill, missing, self, columns)
@@ -177,7 +178,7 @@ def _count_grams(grams: pa.Array, docs: np.ndarray, per_document: bool, document
     """Counts of n-grams (per occurrence, or per row with `per_document`),
     with the rows holding each (`documents`): the n-grams dictionary-encoded,
     the distinct (row, n-gram) pairs found by sorting int64 keys."""
-    encoded = pc.dictionary_encode(grams).combine_chunks() if isinstance(grams, pa.ChunkedArray) else pc.dictionary_encode(grams)
+    encoded = pc.dictionary_encode(grams)
     ids = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     distinct = len(encoded.dictionary)
     table = {"token": encoded.dictionary}

@@ -22,7 +22,13 @@ from featurebridge.transforms.ops.base import Op
 from featurebridge.transforms.ops.categorical import check_vocabulary_options
 from featurebridge.transforms.ops.stats import Tokens
 from featurebridge.transforms.ops.text_split import TextSplit
-from featurebridge.transforms.ops.vocabulary_file import SPACE, apply_vocabulary, empty_vocabulary_line, ranked_tokens
+from featurebridge.transforms.ops.vocabulary_file import (
+    SPACE,
+    apply_vocabulary,
+    empty_vocabulary_line,
+    ranked_tokens,
+    vocabulary_lines,
+)
 from featurebridge.transforms.spec_tables import REQUIRED
 
 __all__ = ["BagOfWords", "NGrams", "TfIdf", "OOV_DOCUMENTS", "ROWS"]
@@ -61,9 +67,7 @@ class _TextOp(Op):
         return (self._request(),)
 
     def results(self, stats):
-        ranked = ranked_tokens(stats[self._request()], self.options.get("top_k"))
-        lines = [b"%d %s" % (c, t) for c, t, _ in ranked] or [empty_vocabulary_line()]
-        return {f"{self.output}/vocabulary": lines}
+        return {f"{self.output}/vocabulary": vocabulary_lines(stats[self._request()], self.options.get("top_k"))}
 
     def tft_graph(self, x):
         import tensorflow as tf
