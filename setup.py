@@ -23,10 +23,13 @@ REQUIRED = [
     "protobuf>=6.33,<7",
     "PyYAML>=6,<7",
     "numpy>=2,<3",
+    # The analyze report's plots (OUT/report.html) and the CLI's progress display.
+    "matplotlib>=3.10,<4",
+    "rich>=13,<16",
 ]
 
 EXTRAS = {
-    "test": ["pytest>=9", "pytest-timeout>=2.4", "hypothesis>=6.170"],
+    "test": ["pytest>=9", "pytest-timeout>=2.4", "hypothesis>=6.170", "selenium>=4.27,<5"],
     "bench": ["pandas>=3", "scikit-learn>=1.9"],
     # Spark ML local[2], one of the benchmark approaches: only `make bench` /
     # `make bench-full` install it (needs Java 17+; not part of setup or test).
