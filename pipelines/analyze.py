@@ -164,6 +164,7 @@ def _analyze_staged(
         "spec": spec.to_dict(),
         "spec_source": spec.source,
         "preprocessing_fn": preprocessing_fn,
+        "preprocessing_fn_source": provenance.module_digest(preprocessing_fn),  # its module's sha256
         "versions": provenance.package_versions(),
         "runner": runner,
         "engine": engine_info(all_options),

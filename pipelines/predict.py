@@ -135,6 +135,7 @@ def run_predict(
             "job": "predict",
             "started": provenance.utc_now(),
             "model": os.path.abspath(model),
+            "model_link": provenance.model_link(model),  # the model's manifest sha256, the serving export used
             "inputs": [provenance.file_digest(p) for p in reader.files],
             "runner": runner,
             "engine": engine_info(all_options),

@@ -235,6 +235,11 @@ def run_job(
                 "baseline": trained["metrics"]["baseline"],
                 "holdout": holdout_metrics,
             },
+            # Each stage by its manifest's sha256 (`featurebridge lineage` follows and checks them).
+            "stages": {
+                name: provenance.manifest_link(path)
+                for name, path in (("analyze", analyzed_dir), ("train", model_dir), ("predict", predictions_dir))
+            },
             "artifacts": {
                 "analyzed": analyzed_dir,
                 "model": model_dir,

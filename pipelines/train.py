@@ -128,6 +128,7 @@ def run_train(
                 "path": os.path.abspath(analyzed),
                 "manifest_sha256": provenance.file_digest(os.path.join(analyzed, layout.MANIFEST))["sha256"],
                 "spec_digest": analyzed_manifest.get("spec_digest"),
+                "analyzer": analyzed_manifest.get("analyzer"),
                 "rows": analyzed_manifest.get("rows", {}).get("used"),
             },
             spec=spec.to_dict(),
