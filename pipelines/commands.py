@@ -76,6 +76,16 @@ when there are several; they are never analyzed or trained on. Flags the job
 does not know are Beam pipeline options for the analyze and predict stages
 (``--runner``, ``--direct_num_workers``, ``--runner_config FILE``...)."""
 
+_LINEAGE = """\
+`featurebridge lineage`: where predictions, a model or an analyze output came from.
+
+    featurebridge lineage PATH [--verify] [--json]
+
+PATH: a `run` output, a predictions directory or file, a model or an analyze
+output. Walks predictions -> model -> analyzed -> input files and spec, each
+step linked by the sha256 of the manifest it was made from; --verify
+recomputes every digest and names what changed (exit 1)."""
+
 _DEMO = """\
 `featurebridge demo` (what `make demo` runs): sample data, then the whole job.
 
@@ -109,6 +119,14 @@ COMMANDS: Dict[str, Command] = {
         Command(
             "run", "the whole job: analyze -> train -> export -> predict on held-out rows",
             "featurebridge.pipelines.run_job", "RunArgs", _RUN,
+        ),
+        Command(
+            "lineage", "where an output came from: predictions -> model -> analyzed -> inputs; --verify digests",
+            "featurebridge.pipelines.lineage", None, _LINEAGE,
+        ),
+        Command(
+            "report", "the statistics report (report.html) of an analyze output, with drift against --baseline",
+            "featurebridge.pipelines.report", None,
         ),
         Command(
             "demo", "generate sample data and run the whole job on it (make demo)",
