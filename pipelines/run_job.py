@@ -27,9 +27,18 @@ from featurebridge.transforms.errors import OutputExistsError, UsageError
 from featurebridge.transforms.spec_limits import parse_limit_overrides, set_active_limits
 from featurebridge.transforms.staging import OutputLock
 
-__all__ = [ "run", "run_job", "split_inputs", "summarize"]
+__all__ = ["TRAINING_INPUT_WARNING", "run", "run_job", "split_inputs", "summarize"]
 
 _LOG = logging.getLogger(__name__)
+
+# Said in the log, the printed summary and summary.json when there is nothing to hold out.
+TRAINING_INPUT_WARNING = (
+    "Only one input file and no --holdout, so no rows were held out: the predictions and their "
+    "metrics are on the training input, and are not a held-out measure. For a held-out measure, "
+    "pass --holdout GLOB (files kept out of analyze and train) or split the input into several "
+    "files (the last one is held out). The model's eval-split metrics are on rows kept out of "
+    "training, but not out of analyze."
+)
 
 
 def split_inputs(input_pattern: str, holdout_pattern: Optional[str]):
@@ -51,10 +60,7 @@ def split_inputs(input_pattern: str, holdout_pattern: Optional[str]):
         return train, holdout, "--holdout"
     if len(files) >= 2:
         return files[:-1], files[-1:], "the last input file"
-    _LOG.warning(
-        "Only one input file, so no rows are held out: predictions are on the training input. "
-        "Pass --holdout or split the input into several files."
-    )
+    _LOG.warning("%s", TRAINING_INPUT_WARNING)
     return files, files, "none (one input file: predictions are on the training input)"
 
 
@@ -78,8 +84,10 @@ def _holdout_has_label(holdout: List[str], spec, input_format: Optional[str]) ->
 def _holdout_metrics(predictions_dir: str, spec, model_dir: str):
     """Scores the predictions against the held-out rows' labels, which
     `run_predict(..., with_label=True)` wrote in them (`LABEL_FIELD`); rows
-    with no valid label are left out. None when no row has one, or for a
-    multiclass label of strings."""
+    with no valid label are left out. A multiclass string label is matched
+    to its class id by the class names in MODEL/metrics.json (a value the
+    model has no class for counts as a wrong prediction). None when no row
+    has a label, or a multiclass string label has no class names to match."""
     import numpy as np
 
     from featurebridge.transforms.predict import LABEL_FIELD
@@ -88,6 +96,13 @@ def _holdout_metrics(predictions_dir: str, spec, model_dir: str):
 
     label_type = spec.column(spec.label.column).type
     head = Head(**layout.load_serving_info(model_dir)["head"])
+    try:
+        with open(os.path.join(model_dir, layout.METRICS_JSON), encoding="utf-8") as f:
+            class_names = list(json.load(f).get("class_names") or [])
+    except (OSError, ValueError):
+        class_names = []
+    class_ids = {name: i for i, name in enumerate(class_names)}
+    strings_to_ids = head.kind == "multiclass" and label_type == "string"
     y, outs = [], {}
     for path in sorted(glob.glob(os.path.join(predictions_dir, f"{layout.PREDICTIONS_PREFIX}-*.jsonl"))):
         with open(path, encoding="utf-8") as f:
@@ -98,13 +113,15 @@ def _holdout_metrics(predictions_dir: str, spec, model_dir: str):
                     continue
                 if head.kind == "binary" and label_type == "string":
                     value = int(value == spec.label.positive)
+                elif strings_to_ids:
+                    value = class_ids.get(value, -1)
                 y.append(value)
                 for name in ("probability", "probabilities", "prediction"):
                     if name in p:
                         outs.setdefault(name, []).append(p[name])
-    if not y or head.kind == "multiclass" and label_type == "string":
-        return None  # string classes would need the label vocabulary; eval split metrics cover it
-    return evaluate_predictions(head, np.asarray(y), {k: np.asarray(v) for k, v in outs.items()})
+    if not y or strings_to_ids and not class_ids:
+        return None
+    return evaluate_predictions(head, np.asarray(y), {k: np.asarray(v) for k, v in outs.items()}, class_names)
 
 
 def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
@@ -207,7 +224,11 @@ def run_job(
         )
         timings["train_and_export"] = round(time.monotonic() - t, 2)
 
-        _LOG.info("[3/3] predict on %d held-out file(s) with RunInference", len(holdout_files))
+        on_training_input = not set(holdout_files).isdisjoint(train_files)
+        if on_training_input:
+            _LOG.warning("[3/3] predict on the TRAINING input (%d file(s); not held out) with RunInference", len(holdout_files))
+        else:
+            _LOG.info("[3/3] predict on %d held-out file(s) with RunInference", len(holdout_files))
         t = time.monotonic()
         with_label = _holdout_has_label(holdout_files, spec, input_format)
         predicted = run_predict(
@@ -217,12 +238,16 @@ def run_job(
         timings["predict"] = round(time.monotonic() - t, 2)
 
         holdout_metrics = _holdout_metrics(predictions_dir, spec, model_dir) if with_label else None
+        if on_training_input:
+            _LOG.warning("%s", TRAINING_INPUT_WARNING)
         summary = {
             "job": "run",
             "finished": provenance.utc_now(),
             "elapsed_seconds": round(time.monotonic() - started, 2),
             "stage_seconds": timings,
             "inputs": {"train": train_files, "holdout": holdout_files, "holdout_chosen_by": how},
+            "predictions_on_training_input": on_training_input,
+            "warnings": [TRAINING_INPUT_WARNING] if on_training_input else [],
             "rows": {
                 "analyze": analyzed["rows"] if "rows" in analyzed else None,
                 "train": trained["metrics"]["rows"]["train"],
@@ -233,7 +258,9 @@ def run_job(
             "metrics": {
                 "eval_split": trained["metrics"]["model"],
                 "baseline": trained["metrics"]["baseline"],
-                "holdout": holdout_metrics,
+                # Predictions on the training input are no held-out measure: they go under their own name.
+                "holdout": None if on_training_input else holdout_metrics,
+                "training_input": holdout_metrics if on_training_input else None,
             },
             # Each stage by its manifest's sha256 (`featurebridge lineage` follows and checks them).
             "stages": {
@@ -254,32 +281,34 @@ def run_job(
         return summary
 
 
-def _fmt(v) -> str:
-    return "n/a" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
-
-
 def summarize(result: Dict[str, object], output: str = "") -> str:
     """The CLI's one-screen summary of a run (stages, rows, metrics, artifacts)."""
+    from featurebridge.pipelines.train import LOGS_DIR, metric_table, per_class_line
+
     rows, m, a = result["rows"], result["metrics"], result["artifacts"]
     ana = rows["analyze"] or {}
     pred = rows["predict"]
+    on_training_input = result.get("predictions_on_training_input", False)
+    predicted_on = "rows of the TRAINING input (not held out)" if on_training_input else "held-out rows"
     lines = [
         f"featurebridge run finished in {result['elapsed_seconds']} s "
         f"(analyze {result['stage_seconds']['analyze']} s, train+export "
         f"{result['stage_seconds']['train_and_export']} s, predict {result['stage_seconds']['predict']} s).",
         f"Rows: analyzed {ana.get('read')} read / {ana.get('used')} used / {ana.get('rejected')} rejected; "
         f"trained on {rows['train']}, evaluated on {rows['eval']}; "
-        f"predicted {pred['predicted']} held-out rows ({pred['rejected']} rejected).",
+        f"predicted {pred['predicted']} {predicted_on} ({pred['rejected']} rejected).",
         f"Metrics ({result['model_type']} model vs baseline: {m['baseline'].get('predicts', '')}):",
     ]
     if ana.get("rejected_by"):
         lines.insert(2, "Rejected by column and reason: " + ", ".join(f"{p} ({n})" for p, n in ana["rejected_by"].items()))
-    names = [k for k in ("auc", "accuracy", "loss", "rmse", "mae") if k in m["eval_split"]]
-    for k in names:
-        line = f"  {k:9s} eval split {_fmt(m['eval_split'][k])}   baseline {_fmt(m['baseline'].get(k))}"
-        if m.get("holdout"):
-            line += f"   held-out rows {_fmt(m['holdout'].get(k))}"
-        lines.append(line)
+    lines += metric_table([
+        ("eval split", m["eval_split"]),
+        ("baseline", m["baseline"]),
+        ("held-out rows", m.get("holdout")),
+        ("training input (not held out)", m.get("training_input")),
+    ])
+    lines += per_class_line(m["eval_split"])
+    lines += [f"WARNING: {w}" for w in result.get("warnings", [])]
     lines += [
         "Artifacts:",
         f"  analyzed       {a['analyzed']}",
@@ -287,5 +316,7 @@ def summarize(result: Dict[str, object], output: str = "") -> str:
         f"  predictions    {a['predictions']}",
         f"  summary        {a['summary']}",
     ]
+    logs = os.path.join(a["model"], LOGS_DIR)
+    if os.path.isdir(logs):
+        lines.append(f"  curves         tensorboard --logdir {logs}")
     return "\n".join(lines)
-

@@ -2,7 +2,8 @@
 
 `run(argv)` is the command (usage: featurebridge.pipelines.commands);
 `run_train` is the same job with typed arguments. Writes MODEL/serving/,
-MODEL/metrics.json and MODEL/manifest.json (names: featurebridge.transforms.layout).
+MODEL/metrics.json, MODEL/logs/ (TensorBoard) and MODEL/manifest.json
+(names: featurebridge.transforms.layout; metrics: docs/model_metrics.md).
 """
 
 from __future__ import annotations
@@ -11,15 +12,29 @@ import logging
 import os
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from featurebridge.pipelines.options import TrainArgs
 from featurebridge.transforms import layout, provenance
+from featurebridge.transforms.metrics import compact_metrics
 from featurebridge.transforms.staging import StagedOutput
 
-__all__ = [ "metric_lines", "run", "run_train", "summarize", "warmup_examples"]
+__all__ = [
+    "LOGS_DIR",
+    "SUMMARY_METRICS",
+    "metric_lines",
+    "metric_table",
+    "per_class_line",
+    "run",
+    "run_train",
+    "summarize",
+    "warmup_examples",
+]
 
 _LOG = logging.getLogger(__name__)
+
+# MODEL/logs: Keras' TensorBoard callback's train/ and validation/ runs (`tensorboard --logdir MODEL/logs`).
+LOGS_DIR = "logs"
 
 
 def warmup_examples(analyzed_manifest: dict, spec, rows: int = 5) -> List[bytes]:
@@ -109,6 +124,7 @@ def run_train(
             eval_percent=eval_percent,
             learning_rate=learning_rate,
             seed=seed,
+            log_dir=os.path.join(staged.path, LOGS_DIR),
         )
         analyzed_manifest = dict(opened.manifest)
         export = export_serving_model(
@@ -121,7 +137,11 @@ def run_train(
             warmup_examples(analyzed_manifest, spec),
         )
         metrics = dict(result.metrics)
-        metrics.update(model_type=model, head=result.head.to_dict(), training_loss_per_epoch=result.history)
+        metrics.update(
+            model_type=model, head=result.head.to_dict(), training_loss_per_epoch=result.history,
+            seconds_per_epoch=result.epoch_seconds, class_names=result.class_names,
+            tensorboard_logs=LOGS_DIR if os.path.isdir(os.path.join(staged.path, LOGS_DIR)) else None,
+        )
         provenance.write_json_atomic(os.path.join(staged.path, layout.METRICS_JSON), metrics)
         manifest.update(
             analyzed={
@@ -136,9 +156,9 @@ def run_train(
             options=settings,
             features=[f.__dict__ for f in result.features],
             signatures=export["signatures"],
-            metrics={
-                "model": metrics["model"],
-                "baseline": metrics["baseline"],
+            metrics={  # the headline numbers; metrics.json has the tables and the epochs
+                "model": compact_metrics(metrics["model"]),
+                "baseline": compact_metrics(metrics["baseline"]),
                 "rows": metrics["rows"],
                 "label_warnings": metrics.get("label_warnings", []),
             },
@@ -152,29 +172,63 @@ def run_train(
     return manifest
 
 
+# The scalar metrics a summary shows, in this order, when present.
+SUMMARY_METRICS = ("auc", "pr_auc", "accuracy", "macro_f1", "ece", "brier", "loss", "rmse", "mae", "r2")
+# A summary names at most this many classes' F1.
+_SUMMARY_CLASSES = 8
+
+
 def _fmt(v) -> str:
     return "n/a" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
 
 
+def metric_table(columns: Sequence[Tuple[str, Optional[Mapping[str, object]]]]) -> List[str]:
+    """'  name      title value   title value' lines, one per metric of
+    SUMMARY_METRICS that the first column has; a None column is skipped."""
+    columns = [(title, scores) for title, scores in columns if scores is not None]
+    if not columns:
+        return []
+    first = columns[0][1]
+    return [
+        f"  {k:9s} " + "   ".join(f"{title} {_fmt(scores.get(k))}" for title, scores in columns)
+        for k in SUMMARY_METRICS
+        if k in first
+    ]
+
+
+def per_class_line(scores: Mapping[str, object]) -> List[str]:
+    """Multiclass: one line of F1 by class (the most frequent first, at most
+    eight); other heads: none."""
+    per_class = scores.get("per_class")
+    if not isinstance(per_class, dict) or not per_class:
+        return []
+    names = sorted(per_class, key=lambda n: -per_class[n].get("support", 0))
+    shown = ", ".join(f"{n} {per_class[n]['f1']:.2f}" for n in names[:_SUMMARY_CLASSES])
+    more = len(per_class) - _SUMMARY_CLASSES
+    return [f"  F1 by class: {shown}" + (f" (+{more} more in {layout.METRICS_JSON})" if more > 0 else "")]
+
+
 def metric_lines(metrics: Dict[str, object]) -> List[str]:
-    """'name: model vs baseline' lines for a summary."""
+    """'name: model vs baseline' lines for a summary, and F1 by class."""
     model, base = metrics["model"], metrics["baseline"]
-    names = [k for k in ("auc", "accuracy", "loss", "rmse", "mae") if k in model]
-    return [f"  {k:9s} model {_fmt(model[k])}   baseline {_fmt(base.get(k))}" for k in names]
+    return metric_table([("model", model), ("baseline", base)]) + per_class_line(model)
 
 
 def summarize(result: Dict[str, object], output: str) -> str:
     """The CLI's one-screen summary of a train manifest."""
     rows = result["metrics"]["rows"]
+    model_dir = os.path.abspath(output)
+    logs = os.path.join(model_dir, LOGS_DIR)
     lines = [
         f"Trained on {rows['train']} rows, evaluated on {rows['eval']} held-out rows "
         f"in {result.get('elapsed_seconds', '?')} s:",
         *metric_lines(result["metrics"]),
         f"  (baseline: {result['metrics']['baseline'].get('predicts', '')})",
         *(f"WARNING: {w}" for w in result["metrics"].get("label_warnings", [])),
-        f"Model in {os.path.abspath(output)}:",
+        f"Model in {model_dir}:",
         f"  {layout.SERVING_DIR}/ (signatures: " + ", ".join(sorted(result["signatures"]))
-        + f")  {layout.METRICS_JSON}  {layout.MANIFEST}",
+        + f")  {layout.METRICS_JSON} (per epoch, per class, calibration)  {layout.MANIFEST}",
     ]
+    if os.path.isdir(logs):
+        lines.append(f"  curves: tensorboard --logdir {logs}")
     return "\n".join(lines)
-

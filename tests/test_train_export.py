@@ -270,7 +270,9 @@ def _kind_rows(kind: str, n: int = 900, seed: int = 5):
 
 
 @pytest.mark.parametrize("kind, label_type, model", [("multiclass", "string", "dnn"), ("regression", "float", "linear")])
-def test_other_label_kinds_train_beat_the_baseline_and_serve(tmp_path, kind, label_type, model):
+def test_other_label_kinds_train_beat_the_baseline_and_serve(tmp_path, caplog, kind, label_type, model):
+    import logging
+
     import tensorflow as tf
 
     from featurebridge.pipelines import analyze, train
@@ -282,16 +284,37 @@ def test_other_label_kinds_train_beat_the_baseline_and_serve(tmp_path, kind, lab
     # ranged 0.26-1.17 over seeds (the data order of the DirectRunner's output varies); at 0.05 for 10
     # epochs it is 0.19-0.20 for every seed.
     knobs = ["--epochs", "8"] if model == "dnn" else ["--epochs", "10", "--learning_rate", "0.05"]
-    train.run(["--analyzed", str(tmp_path / "an"), "--output", str(tmp_path / "m"), "--model", model, *knobs,
-               "--batch_size", "64"])
+    with caplog.at_level(logging.INFO, logger="featurebridge.transforms.train"):
+        manifest = train.run(["--analyzed", str(tmp_path / "an"), "--output", str(tmp_path / "m"), "--model", model,
+                              *knobs, "--batch_size", "64"])
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    epochs = 8 if model == "dnn" else 10
+    watched = "val_accuracy" if kind == "multiclass" else "val_rmse"
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert len(lines) == epochs and lines[-1].startswith(f"epoch {epochs}/{epochs}: loss "), lines
+    assert watched in lines[-1] and lines[-1].endswith(" s)")
+    assert len(metrics["per_epoch"]) == epochs and watched[4:] in metrics["per_epoch"][-1]["eval"]
+    summary = train.summarize(manifest, str(tmp_path / "m"))
     if kind == "multiclass":
-        assert metrics["model"]["accuracy"] > metrics["baseline"]["accuracy"] + 0.2, metrics
+        model_m, base_m = metrics["model"], metrics["baseline"]
+        assert model_m["accuracy"] > base_m["accuracy"] + 0.2, metrics
+        assert model_m["macro_f1"] > base_m["macro_f1"] + 0.2
+        assert set(model_m["per_class"]) == {"low", "mid", "high"} == set(metrics["class_names"])
+        matrix = model_m["confusion_matrix"]
+        assert matrix["classes"] == metrics["class_names"]
+        assert sum(map(sum, matrix["counts"])) == metrics["rows"]["eval"]
+        assert [model_m["per_class"][c]["support"] for c in matrix["classes"]] == [sum(r) for r in matrix["counts"]]
+        assert "(majority) for every row" in base_m["predicts"] and "'" in base_m["predicts"]
+        assert "F1 by class: " in summary and "macro_f1" in summary
     else:
         assert metrics["model"]["rmse"] < 0.5 * metrics["baseline"]["rmse"], metrics
+        assert metrics["model"]["r2"] > 0.5 and metrics["baseline"]["r2"] <= 0.0
+        assert "r2" in summary and "rmse" in summary
 
     # Serving: raw tf.Examples in (no label), the head's outputs out.
-    loaded = tf.saved_model.load(str(tmp_path / "m" / "serving"))
+    from featurebridge.transforms.layout import serving_dir
+
+    loaded = tf.saved_model.load(serving_dir(str(tmp_path / "m")))
     raw = [{"a": 1.0, "b": -1.0, "c": "red"}, {"a": -1.5, "b": 1.0, "c": "green"}, {"b": 0.0, "c": "blue"}]
     examples = []
     for row in raw:
@@ -307,6 +330,10 @@ def test_other_label_kinds_train_beat_the_baseline_and_serve(tmp_path, kind, lab
         # The class ids index the label vocabulary (by frequency); the extremes are clear-cut.
         vocab = _label_vocabulary(tmp_path / "an")
         assert [vocab[i] for i in out["class_id"][:2]] == ["high", "low"]
+        # The class names, as TF Serving's classify convention returns them: classes and scores aligned.
+        assert [v.decode() for v in out["class_name"][:2]] == ["high", "low"]
+        assert out["classes"].shape == (3, 3) and [v.decode() for v in out["classes"][0]] == vocab
+        np.testing.assert_allclose(out["scores"], out["probabilities"])
     else:
         assert out["prediction"].shape == (3,)
         # 10 * (2a - b + shift) + 50 is 95, 5 and 50 for these rows (a missing: its mean, ~0);

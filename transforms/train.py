@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import logging
 import os
+import time
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -37,7 +39,10 @@ from featurebridge.transforms.serving import Head, outputs_from_logits
 from featurebridge.transforms.spec import SPLIT_FEATURE, FeatureSpec
 
 __all__ = [
+    "EpochLog",
+    "PER_EPOCH_NOTE",
     "TrainResult",
+    "keras_metrics",
     "make_dataset",
     "train_model",
 ]
@@ -53,8 +58,12 @@ class TrainResult:
       model: the trained Keras model (transformed features -> logits).
       head: the label head.
       features: the model's inputs.
-      metrics: {"model": {...}, "baseline": {...}, "rows": {"train", "eval"}}.
+      metrics: {"model": {...}, "baseline": {...}, "rows": {"train", "eval"},
+        "per_epoch": [{"epoch", "train": {...}, "eval": {...}}], ...}: the
+        same on every run with the same data and settings.
       history: per-epoch training loss.
+      epoch_seconds: wall time of each epoch (its eval pass included).
+      class_names: multiclass: the name of each class id; else empty.
     """
 
     model: keras.Model
@@ -62,6 +71,8 @@ class TrainResult:
     features: List[FeatureInfo]
     metrics: Dict[str, object]
     history: List[float]
+    epoch_seconds: List[float] = dataclasses.field(default_factory=list)
+    class_names: List[str] = dataclasses.field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------
@@ -272,6 +283,116 @@ def _multiclass_id_warnings(column: str, train_labels: np.ndarray, num_classes: 
 
 
 # ---------------------------------------------------------------------------
+# What is watched while training
+
+PER_EPOCH_NOTE = (
+    "Keras' streaming metrics after each epoch: 'train' over that epoch's batches (the weights change "
+    "as it goes), 'eval' over the eval split at the epoch's end. Their AUCs use 200 thresholds (PR-AUC "
+    "interpolated) and their loss includes the L2 penalty, so they differ a little from the exact "
+    "final metrics in 'model', computed with numpy on the eval split's predictions."
+)
+# The eval metric shown in each epoch's log line, besides the losses.
+_WATCHED = {"binary": "val_auc", "multiclass": "val_accuracy", "regression": "val_rmse"}
+
+
+def keras_metrics(head: Head) -> list:
+    """The Keras metrics compiled into the model for its per-epoch curves
+    (TensorBoard and metrics.json's per_epoch): binary auc, pr_auc and
+    accuracy on logits; multiclass accuracy; regression rmse and mae."""
+    if head.kind == "binary":
+        return [
+            keras.metrics.AUC(from_logits=True, name="auc"),
+            keras.metrics.AUC(curve="PR", from_logits=True, name="pr_auc"),
+            keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy"),  # logit 0 = probability 0.5
+        ]
+    if head.kind == "multiclass":
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    return [keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")]
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Logs one line per epoch ("epoch 3/5: loss 0.6100, val_loss 0.6300,
+    val_auc 0.7200 (2.1 s)") and keeps each epoch's wall time in `seconds`.
+
+    Args:
+      epochs: the number of epochs fit runs (for "3/5").
+      watch: the logs' keys to show after "loss" (absent keys are skipped).
+      logger: where the lines go; this module's logger by default.
+    """
+
+    def __init__(self, epochs: int, watch: Sequence[str] = ("val_loss",), logger: Optional[logging.Logger] = None):
+        super().__init__()
+        self.epochs = epochs
+        self.watch = tuple(watch)
+        self.seconds: List[float] = []
+        self._log = logger or _LOG
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.monotonic() - self._started
+        self.seconds.append(round(seconds, 3))
+        logs = logs or {}
+        parts = [f"{k} {float(logs[k]):.4f}" for k in ("loss", *self.watch) if k in logs]
+        self._log.info("epoch %d/%d: %s (%.1f s)", epoch + 1, self.epochs, ", ".join(parts), seconds)
+
+
+def _tensorboard_callbacks(log_dir: Optional[str]) -> list:
+    """Keras' TensorBoard callback writing epoch scalars under `log_dir`
+    (train/ and validation/ runs); no graph, histograms or profile, so the
+    logs stay a few kilobytes. None: no logs. Without the tensorboard
+    package (tf.summary's scalars live in it) a warning says how to get it."""
+    if log_dir is None:
+        return []
+    if importlib.util.find_spec("tensorboard") is None:
+        _LOG.warning(
+            "No TensorBoard logs in %s: the tensorboard package is not installed "
+            "(pip install tensorboard, then train again).", log_dir,
+        )
+        return []
+    return [
+        keras.callbacks.TensorBoard(
+            log_dir, histogram_freq=0, write_graph=False, write_images=False,
+            write_steps_per_second=False, update_freq="epoch", profile_batch=0,
+        )
+    ]
+
+
+def _per_epoch(history: Mapping[str, Sequence[float]]) -> List[Dict[str, object]]:
+    """Keras' history {"loss": [...], "val_loss": [...], ...} as a list of
+    {"epoch": 1-based, "train": {...}, "eval": {...}}."""
+    names = [k for k in history if not k.startswith("val_") and f"val_{k}" in history]
+    return [
+        {
+            "epoch": i + 1,
+            "train": {k: float(history[k][i]) for k in names},
+            "eval": {k: float(history[f"val_{k}"][i]) for k in names},
+        }
+        for i in range(len(history.get("loss", [])))
+    ]
+
+
+def _class_names(spec: FeatureSpec, tft_output: tft.TFTransformOutput, head: Head) -> List[str]:
+    """Multiclass: each class id's name (a string label's vocabulary entry,
+    else the id as text); other heads: []."""
+    if head.kind != "multiclass":
+        return []
+    label = spec.label
+    names = [str(i) for i in range(head.num_classes)]
+    if LabelOp(label, spec.column(label.column)).has_classes:
+        try:  # stored with frequencies: "300 high"
+            entries = tft_output.vocabulary_by_name(label_vocabulary_name(label.column))
+        except (ValueError, OSError, tf.errors.NotFoundError) as e:
+            _LOG.warning("Class names of %s not readable (%s); metrics name classes by id.", label.column, e)
+            return names
+        for i, entry in enumerate(entries[: head.num_classes]):
+            names[i] = entry.decode("utf-8", "replace").split(" ", 1)[-1]
+    return names
+
+
+# ---------------------------------------------------------------------------
 # The loop
 
 
@@ -285,6 +406,7 @@ def train_model(
     hidden_units: Sequence[int] = (64, 32),
     seed: int = 0,
     l2: float = 1e-3,
+    log_dir: Optional[str] = None,
 ) -> TrainResult:
     """Trains a model on an analyze output's transformed examples.
 
@@ -298,10 +420,16 @@ def train_model(
       eval_percent: the share of rows held out for evaluation (1-50).
       seed: seeds weights and shuffling.
       l2: L2 penalty on the id tables (wide weights and embeddings).
+      log_dir: where Keras' TensorBoard callback writes the epoch curves
+        (train/ and validation/); None writes none.
+
+    Each epoch ends with a pass over the eval split and one log line
+    (`EpochLog`).
 
     Returns:
       TrainResult with the model and the metrics of model and baseline on the
-      eval split.
+      eval split: exact final metrics (`evaluate_predictions`, numpy) and
+      Keras' per-epoch curves.
 
     Raises:
       ArtifactError: `analyzed_dir` is not an analyze output, or it has no
@@ -352,16 +480,23 @@ def train_model(
         model_type, n_train, eval_labels.size, len(features), epochs,
     )
     model = build_model(features, head, model_type, numeric_stats, hidden_units, seed, l2)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss_for(head))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss_for(head), metrics=keras_metrics(head))
+    epoch_log = EpochLog(epochs, ("val_loss", _WATCHED[head.kind]))
     with _shards_readable(files):
-        history = model.fit(train_ds, epochs=epochs, verbose=0)
+        history = model.fit(
+            train_ds, epochs=epochs, validation_data=eval_ds, verbose=0,
+            callbacks=[epoch_log, *_tensorboard_callbacks(log_dir)],
+        )
         y_eval, outs = _predict(model, head, eval_ds)
+    class_names = _class_names(spec, tft_output, head)
     metrics = {
-        "model": evaluate_predictions(head, y_eval, outs),
-        "baseline": baseline_metrics(head, train_labels, y_eval),
+        "model": evaluate_predictions(head, y_eval, outs, class_names),
+        "baseline": baseline_metrics(head, train_labels, y_eval, class_names),
         "rows": {"train": int(n_train), "eval": int(y_eval.size)},
         "eval_split": _split_description(feature_spec, spec, eval_percent),
         "label_warnings": label_warnings,
+        "per_epoch": _per_epoch(history.history),
+        "per_epoch_note": PER_EPOCH_NOTE,
     }
     losses = [float(x) for x in history.history.get("loss", [])]
-    return TrainResult(model, head, features, metrics, losses)
+    return TrainResult(model, head, features, metrics, losses, epoch_log.seconds, class_names)
