@@ -40,9 +40,7 @@ def _json(capsys, argv):
 def test_a_run_walks_from_a_predictions_file_to_the_inputs_and_spec(job, capsys):
     from featurebridge.transforms.lineage import trace as walk
 
-    pred_file = job.prediction_rows() and sorted(
-        p for p in os.listdir(job.predictions) if p.startswith(layout.PREDICTIONS_PREFIX)
-    )[0]
+    pred_file = sorted(p for p in os.listdir(job.predictions) if p.startswith(layout.PREDICTIONS_PREFIX))[0]
     assert cli.main(["lineage", os.path.join(job.predictions, pred_file)]) == 0
     text = capsys.readouterr().out
     for expected in (job.predictions, job.model, job.analyzed, "analyzer  one_pass", "holds",
@@ -221,6 +219,18 @@ def test_a_damaged_manifest_is_named(chain, capsys):
     assert "model/manifest.json cannot be read as JSON" in capsys.readouterr().err
     with pytest.raises(ArtifactError, match="not a featurebridge output"):
         trace(str(chain / "data"))
+
+
+def test_a_users_preprocessing_fn_is_recorded_by_its_source_digest(tmp_path, monkeypatch):
+    import importlib
+
+    (tmp_path / "lineage_user_fn.py").write_text("def preprocessing_fn(inputs):\n    return inputs\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("lineage_user_fn")  # analyze imports it before recording it
+    recorded = provenance.module_digest("lineage_user_fn:preprocessing_fn")
+    assert recorded["path"] == str(tmp_path / "lineage_user_fn.py")
+    assert recorded["sha256"] == provenance.file_digest(str(tmp_path / "lineage_user_fn.py"))["sha256"]
+    assert provenance.module_digest(None) is None and provenance.module_digest("not_imported_xyz:fn") is None
 
 
 def test_a_predictions_file_not_written_by_the_run_is_named(chain):
