@@ -173,3 +173,20 @@ def test_summaries_show_the_new_metrics(job):
     text = run_job.summarize(one_file)
     assert "not a held-out measure" in text and "--holdout" in text
     assert "training input (not held out)" in text
+
+
+def test_one_input_file_warns_that_predictions_are_on_the_training_input(tmp_path, caplog):
+    import logging
+
+    from featurebridge.pipelines import run_job
+
+    (tmp_path / "only.csv").write_text("a,y\n1,0\n")
+    (tmp_path / "other.csv").write_text("a,y\n2,1\n")
+    with caplog.at_level(logging.WARNING, logger=run_job.__name__):
+        train, holdout, how = run_job.split_inputs(str(tmp_path / "only.csv"), None)
+    assert train == holdout and "training input" in how
+    assert [r.getMessage() for r in caplog.records] == [run_job.TRAINING_INPUT_WARNING]
+    assert "not a held-out measure" in run_job.TRAINING_INPUT_WARNING and "--holdout GLOB" in run_job.TRAINING_INPUT_WARNING
+    caplog.clear()
+    train, holdout, how = run_job.split_inputs(str(tmp_path / "*.csv"), None)
+    assert set(train).isdisjoint(holdout) and how == "the last input file" and not caplog.records
