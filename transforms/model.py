@@ -3,7 +3,8 @@
 `describe_features` decides from an analyze output how each transformed
 feature feeds the model (numeric, categorical ids, hashed strings, bags of
 ids); `build_model` makes the Keras model (linear, dnn or wide_and_deep) from
-transformed features to logits; `head_for` reads the label head from the spec.
+transformed features to logits; `head_for` reads the label head from the spec;
+`loss_for` and `metrics_for` are what the model is compiled with.
 The head and its outputs are the serving contract's
 (`featurebridge.transforms.serving`).
 
@@ -34,6 +35,7 @@ __all__ = [
     "describe_features",
     "head_for",
     "loss_for",
+    "metrics_for",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -310,3 +312,19 @@ def loss_for(head: Head):
     if head.kind == "multiclass":
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     return keras.losses.MeanSquaredError()
+
+
+def metrics_for(head: Head) -> list:
+    """The Keras metrics compiled into the model for its per-epoch curves
+    (TensorBoard, metrics.json's per_epoch), on logits: binary auc, pr_auc
+    and accuracy; multiclass accuracy; regression rmse and mae. Fresh
+    objects on each call (a Keras metric holds state)."""
+    if head.kind == "binary":
+        return [
+            keras.metrics.AUC(from_logits=True, name="auc"),
+            keras.metrics.AUC(curve="PR", from_logits=True, name="pr_auc"),
+            keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy"),  # logit 0 = probability 0.5
+        ]
+    if head.kind == "multiclass":
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    return [keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")]

@@ -33,6 +33,7 @@ from featurebridge.transforms.model import (
     describe_features,
     head_for,
     loss_for,
+    metrics_for,
 )
 from featurebridge.transforms.ops import LabelOp, label_vocabulary_name
 from featurebridge.transforms.serving import Head, outputs_from_logits
@@ -42,7 +43,6 @@ __all__ = [
     "EpochLog",
     "PER_EPOCH_NOTE",
     "TrainResult",
-    "keras_metrics",
     "make_dataset",
     "train_model",
 ]
@@ -295,21 +295,6 @@ PER_EPOCH_NOTE = (
 _WATCHED = {"binary": "val_auc", "multiclass": "val_accuracy", "regression": "val_rmse"}
 
 
-def keras_metrics(head: Head) -> list:
-    """The Keras metrics compiled into the model for its per-epoch curves
-    (TensorBoard and metrics.json's per_epoch): binary auc, pr_auc and
-    accuracy on logits; multiclass accuracy; regression rmse and mae."""
-    if head.kind == "binary":
-        return [
-            keras.metrics.AUC(from_logits=True, name="auc"),
-            keras.metrics.AUC(curve="PR", from_logits=True, name="pr_auc"),
-            keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy"),  # logit 0 = probability 0.5
-        ]
-    if head.kind == "multiclass":
-        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    return [keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")]
-
-
 class EpochLog(keras.callbacks.Callback):
     """Logs one line per epoch ("epoch 3/5: loss 0.6100, val_loss 0.6300,
     val_auc 0.7200 (2.1 s)") and keeps each epoch's wall time in `seconds`.
@@ -480,7 +465,7 @@ def train_model(
         model_type, n_train, eval_labels.size, len(features), epochs,
     )
     model = build_model(features, head, model_type, numeric_stats, hidden_units, seed, l2)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss_for(head), metrics=keras_metrics(head))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss_for(head), metrics=metrics_for(head))
     epoch_log = EpochLog(epochs, ("val_loss", _WATCHED[head.kind]))
     with _shards_readable(files):
         history = model.fit(
