@@ -18,7 +18,7 @@ import apache_beam as beam
 
 from featurebridge.pipelines.engines import engine_info, engine_session
 from featurebridge.pipelines.flags import check_options
-from featurebridge.pipelines.options import AnalyzeOptions, refuse
+from featurebridge.pipelines.options import AnalyzeOptions, baseline_problem, refuse
 from featurebridge.pipelines.runner_config import expand_runner_config
 from featurebridge.transforms import io as fb_io
 from featurebridge.transforms import layout, provenance
@@ -57,6 +57,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
         opts.spec, opts.input, opts.output, argv,
         input_format=opts.input_format, overwrite=opts.overwrite,
         preprocessing_fn=opts.preprocessing_fn, batch_size=opts.batch_size, analyzer=opts.analyzer,
+        baseline=opts.baseline,
     )
 
 
@@ -71,6 +72,7 @@ def run_analyze(
     preprocessing_fn: Optional[str] = None,
     batch_size: int = 10_000,
     analyzer: str = "auto",
+    baseline: Optional[str] = None,
 ) -> Dict[str, object]:
     """Runs the analyze job and returns its manifest (rows, outputs, timings).
 
@@ -85,6 +87,8 @@ def run_analyze(
       preprocessing_fn: a user's TFT preprocessing_fn as 'module:function'.
       batch_size: rows per Arrow RecordBatch.
       analyzer: "auto" (one-pass analyzers where the spec allows) or "tft".
+      baseline: another analyze output (with pre_transform_stats/) that
+        report.html compares this run's statistics with; None: no drift.
 
     Raises:
       UsageError, SpecError, InputError, OutputExistsError: before the
@@ -95,6 +99,8 @@ def run_analyze(
         after which no output directory exists.
     """
     pipeline_args = list(pipeline_args)
+    if baseline:
+        refuse("analyze", [p for p in [baseline_problem(baseline)] if p])
     if isinstance(spec, str):
         spec = load_spec(spec)
     patterns = files if isinstance(files, str) else ",".join(files)
@@ -106,7 +112,7 @@ def run_analyze(
     try:
         return _analyze_staged(
             staged, spec, patterns, reader, output, pipeline_args, input_format=input_format, overwrite=overwrite,
-            preprocessing_fn=preprocessing_fn, batch_size=batch_size, analyzer=analyzer,
+            preprocessing_fn=preprocessing_fn, batch_size=batch_size, analyzer=analyzer, baseline=baseline,
         )
     except BaseException:
         staged.abort()
@@ -128,6 +134,7 @@ def _analyze_staged(
     preprocessing_fn: Optional[str],
     batch_size: int,
     analyzer: str,
+    baseline: Optional[str] = None,
 ) -> Dict[str, object]:
     """`run_analyze` once `staged` holds the lock: builds and runs the pipeline, which commits."""
     from featurebridge.pipelines.tf_logging import quiet_tensorflow
@@ -147,6 +154,7 @@ def _analyze_staged(
     options = AnalyzeOptions(
         pipeline_args, input=patterns, spec=spec.source, output=output, input_format=input_format,
         overwrite=overwrite, preprocessing_fn=preprocessing_fn, batch_size=batch_size, analyzer=analyzer,
+        baseline=baseline,
     )
     all_options = options.get_all_options()
     runner = all_options.get("runner") or "DirectRunner"
@@ -194,6 +202,7 @@ def _analyze_staged(
             >> AnalyzeToDirectory(
                 spec, staged.path, staged.final_dir, user_fn, manifest,
                 transform_input=reread, analyzer=analyzer, overwrite=overwrite, oov_input=oov_read,
+                baseline_dir=baseline,
             )
         )
     with open(os.path.join(staged.final_dir, layout.MANIFEST), encoding="utf-8") as f:
@@ -223,6 +232,11 @@ def summarize(result: Dict[str, object], output: str) -> str:
         f"  {layout.TRANSFORM_FN_DIR}/  transformed_metadata/  {layout.TRANSFORMED_DIR}/  {layout.REJECTED_DIR}/  "
         f"{layout.CONSTANTS_JSON}  {layout.MANIFEST}",
     ]
+    if result.get("statistics"):
+        lines.append(
+            f"  {layout.RAW_METADATA_DIR}/  {layout.PRE_TRANSFORM_STATS_DIR}/  {layout.POST_TRANSFORM_STATS_DIR}/ "
+            "(TFDV statistics)  report.html"
+        )
     if rows["rejected"]:
         lines.append(f"  {rows['rejected']} rejected rows with reasons: {os.path.join(output, layout.REJECTED_DIR)}/")
         by = rows.get("rejected_by") or {}

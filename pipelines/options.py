@@ -31,6 +31,7 @@ __all__ = [
     "TrainArgs",
     "add_input_args",
     "add_spec_limit_arg",
+    "baseline_problem",
     "refuse",
 ]
 
@@ -102,6 +103,13 @@ class AnalyzeOptions(PipelineOptions):
             help="auto: one-pass vectorised analyzers where the spec allows (same results); "
             "tft: always TFT's own analyzers.",
         )
+        parser.add_argument(
+            "--baseline",
+            default=None,
+            metavar="OTHER_OUT",
+            help="Another analyze output (training data, yesterday's run) to compare with: "
+            "report.html then shows the drift of each feature against its statistics.",
+        )
 
     def validate_analyze(self) -> List[str]:
         """Returns a list of problems with these options (empty if fine)."""
@@ -111,7 +119,31 @@ class AnalyzeOptions(PipelineOptions):
                 problems.append(f"--{name} is required")
         if self.batch_size is not None and self.batch_size < 1:
             problems.append(f"--batch_size must be positive; got {self.batch_size}")
+        if self.baseline:
+            problem = baseline_problem(self.baseline)
+            if problem:
+                problems.append(problem)
         return problems
+
+
+def baseline_problem(path: str):
+    """Why `path` cannot serve as --baseline (None when it can): it must be an
+    analyze output with pre_transform_stats/FeatureStats.pb."""
+    import os
+
+    from featurebridge.transforms import layout
+
+    stats = os.path.join(layout.PRE_TRANSFORM_STATS_DIR, layout.FEATURE_STATS_FILE)
+    if not os.path.isdir(path):
+        return f"--baseline {path!r} is not a directory; pass the --output of an earlier `featurebridge analyze`"
+    if not os.path.isfile(os.path.join(path, stats)):
+        what = "an analyze output" if os.path.isfile(os.path.join(path, layout.CONSTANTS_JSON)) else "a directory"
+        return (
+            f"--baseline {path!r} is {what} without {stats} (not an analyze output, or one written "
+            "before statistics existed); pass the --output of `featurebridge analyze`, re-running that "
+            "analyze if it is older"
+        )
+    return None
 
 
 class PredictOptions(PipelineOptions):

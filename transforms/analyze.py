@@ -21,6 +21,7 @@ from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
 from featurebridge.transforms import validation as fb_io
 from featurebridge.transforms.constants_json import evaluate_constants_fn
+from featurebridge.transforms.data_stats import FeatureStatsCombineFn, raw_feature_plans
 from featurebridge.transforms.example_shards import WriteExampleShards
 from featurebridge.transforms.one_pass import AnalysisHolder, AnalyzeSpec, build_one_pass_preprocessing_fn, numeric_results
 from featurebridge.transforms.finalize import TEMP_SUBDIR, Finalize
@@ -72,7 +73,8 @@ class AnalyzeAndTransform(beam.PTransform):
 
     Input: a PCollection of pa.RecordBatch in `featurebridge.transforms.io.arrow_schema_for(spec)`.
     Output: {"transformed": TFT's transformed pa.RecordBatches (then the
-    `passthrough` columns); "transformed_rows": PCollection with one int, the number of
+    `passthrough` columns); "examples": the same batches without the
+    passthrough columns (what is written as tf.Examples); "transformed_rows": PCollection with one int, the number of
     transformed examples; "written": [PCollections that complete when each
     artifact is written] (use them as side inputs to run after the writes);
     "analyzer_results": for a spec-built run, a PCollection with one element,
@@ -192,7 +194,10 @@ class AnalyzeAndTransform(beam.PTransform):
             else:
                 results = None
         batches_out = transformed | "TransformedBatches" >> beam.Map(lambda pair: pair[0])
-        return {"transformed": batches_out, "transformed_rows": shards, "written": written,
+        examples = batches_out
+        if passthrough_keys:
+            examples = to_write | "WrittenBatches" >> beam.Map(lambda pair: pair[0])
+        return {"transformed": batches_out, "examples": examples, "transformed_rows": shards, "written": written,
                 "analyzer_results": results}
 
 
@@ -205,7 +210,12 @@ class AnalyzeToDirectory(beam.PTransform):
     """Read result (batches, rejected, stats) -> a complete analyzed directory.
 
     Writes transform_fn/, transformed_metadata/, transformed/, rejected/,
-    constants.json and manifest.json into `staging_dir`, checks that
+    metadata/ (the raw schema), pre_transform_stats/ and post_transform_stats/
+    (TFDV statistics of the raw batches and of the transformed ones, computed
+    by combines over the same PCollections the analysis and the writes
+    consume: no extra read), report.html (against `baseline_dir`, another
+    analyze output, when given), constants.json and manifest.json into
+    `staging_dir`, checks that
     ``read == used + rejected`` and that some rows were used, then (when
     `final_dir` is given) renames the staging directory to `final_dir`.
 
@@ -238,8 +248,10 @@ class AnalyzeToDirectory(beam.PTransform):
         passthrough: Sequence[pa.Field] = (),
         overwrite: bool = False,
         oov_input=None,
+        baseline_dir: Optional[str] = None,
     ):
         super().__init__()
+        self._baseline_dir = baseline_dir
         self._oov_input = oov_input
         self._overwrite = bool(overwrite)
         self._passthrough = list(passthrough)
@@ -275,6 +287,13 @@ class AnalyzeToDirectory(beam.PTransform):
             | "UsedRows" >> beam.CombineGlobally(sum)
         )
         rejected_count = rejected | "RejectedRows" >> beam.combiners.Count.Globally()
+        # The data statistics: one combine over the raw batches, one over the
+        # transformed ones (the batches written as tf.Examples), both fed by
+        # the PCollections the analysis and the writes already consume.
+        raw_statistics = batches | "RawStatistics" >> beam.CombineGlobally(
+            FeatureStatsCombineFn(raw_feature_plans(self._spec)))
+        transformed_statistics = analyzed["examples"] | "TransformedStatistics" >> beam.CombineGlobally(
+            FeatureStatsCombineFn())
         analyzer_results = {}
         if analyzed["analyzer_results"] is not None:
             analyzer_results["analyzer_results"] = beam.pvalue.AsSingleton(analyzed["analyzer_results"])
@@ -286,6 +305,7 @@ class AnalyzeToDirectory(beam.PTransform):
             commit=self._final_dir is not None,
             custom_fn=self._user_fn is not None,
             overwrite=self._overwrite,
+            baseline_dir=self._baseline_dir,
         )
         directory = (
             batches.pipeline
@@ -298,6 +318,8 @@ class AnalyzeToDirectory(beam.PTransform):
                 rejected_rows=beam.pvalue.AsSingleton(rejected_count),
                 transformed_rows=beam.pvalue.AsSingleton(analyzed["transformed_rows"]),
                 **analyzer_results,
+                raw_statistics=beam.pvalue.AsSingleton(raw_statistics),
+                transformed_statistics=beam.pvalue.AsSingleton(transformed_statistics),
                 written=beam.pvalue.AsList(rejected_files),
                 **done,
             )

@@ -1,5 +1,6 @@
 """The last step of an analyze pass: reconcile the row counts, write
-constants.json and manifest.json, and move the staged directory into place.
+constants.json, the data statistics (TFDV protos), the raw metadata, the
+report and manifest.json, and move the staged directory into place.
 
 `Finalize` is a DoFn run once, after every artifact is written (its side
 inputs complete only then); the checks it applies, and the wording of the
@@ -14,6 +15,7 @@ import os
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import apache_beam as beam
+import numpy as np
 
 from featurebridge.transforms import layout
 from featurebridge.transforms.errors import CountMismatchError, EmptyDataError
@@ -22,6 +24,7 @@ from featurebridge.transforms.spec import FeatureSpec
 __all__ = [
     "Finalize",
     "TEMP_SUBDIR",
+    "bucket_tie_warnings",
     "check_every_fill_computable",
     "check_not_empty",
     "constant_column_warnings",
@@ -134,6 +137,30 @@ def constant_column_warnings(features: Mapping[str, Mapping]) -> List[str]:
     return warnings
 
 
+def bucket_tie_warnings(features: Mapping[str, Mapping]) -> List[str]:
+    """Quantile buckets whose boundaries tie (a column with many equal values:
+    nine boundaries of which five are 0): values fall into fewer buckets than
+    asked, and the tied ones stay empty. Features without boundaries give no
+    warning."""
+    warnings = []
+    for name, f in sorted(features.items()):
+        boundaries = np.ravel(np.asarray(f.get("boundaries") or [], np.float64))
+        if f.get("transform") != "bucketize" or boundaries.size < 2:
+            continue
+        distinct, counts = np.unique(boundaries, return_counts=True)
+        if distinct.size == boundaries.size:
+            continue
+        tied = ", ".join(f"{v:g} x{c}" for v, c in zip(distinct, counts) if c > 1)
+        warnings.append(
+            f"{name}: column '{f['column']}' asked for {f.get('num_buckets', boundaries.size + 1)} quantile buckets, "
+            f"but its {boundaries.size} boundaries hold only "
+            f"{distinct.size} distinct values ({tied}), so at most {distinct.size + 1} buckets are used and the rest "
+            "stay empty (buckets lost to ties: many rows share those values). Use fewer buckets, transform the "
+            "column first (log, clip), or treat the repeated value apart (a vocabulary or an indicator feature)."
+        )
+    return warnings
+
+
 class Finalize(beam.DoFn):
     """Runs once after every write: reconciles counts, writes constants.json and
     manifest.json, and moves the staged directory into place.
@@ -141,8 +168,17 @@ class Finalize(beam.DoFn):
     Side inputs of `process`: stats (the readers' per-file counts), used_rows,
     rejected_rows, transformed_rows, analyzer_results (the numeric analyzer
     results `{key: [floats]}` of a spec-built run, None for a user's
-    preprocessing_fn), and any number of "written" lists that only order it
+    preprocessing_fn), raw_statistics and transformed_statistics
+    (`featurebridge.transforms.data_stats.FeatureStatsCombineFn` outputs; None
+    writes no statistics), and any number of "written" lists that only order it
     after the writes. Yields the finished directory's path.
+
+    Writes, besides constants.json and manifest.json: the statistics protos
+    (`featurebridge.transforms.stats_proto`; the readers' per-file
+    "missing_by_marker" counts become their by-marker custom stats), the raw
+    schema in metadata/ (TFT's layout), and report.html
+    (`featurebridge.transforms.report.write_report`, against `baseline_dir`
+    when given), all before the manifest is sealed, so it digests them.
 
     With `commit`, the staged directory becomes `final_dir`
     (`featurebridge.transforms.staging.commit_directory`): with `overwrite` an
@@ -154,7 +190,9 @@ class Finalize(beam.DoFn):
     OutputExistsError (without `overwrite`, `final_dir` exists at commit).
     """
 
-    def __init__(self, spec_json, staging, final_dir, manifest_base, commit, custom_fn=False, overwrite=False):
+    def __init__(self, spec_json, staging, final_dir, manifest_base, commit, custom_fn=False, overwrite=False,
+                 baseline_dir: Optional[str] = None):
+        self._baseline_dir = baseline_dir
         self._custom_fn = custom_fn
         self._overwrite = bool(overwrite)
         self._spec_json = spec_json
@@ -164,7 +202,8 @@ class Finalize(beam.DoFn):
         self._commit = commit
 
     def process(self, _, stats, used_rows, rejected_rows, transformed_rows, written,
-                analyzer_results: Optional[Mapping] = None, **artifacts_written):
+                analyzer_results: Optional[Mapping] = None, raw_statistics: Optional[Mapping] = None,
+                transformed_statistics: Optional[Mapping] = None, **artifacts_written):
         import shutil
 
         from featurebridge.transforms import constants_json
@@ -197,9 +236,12 @@ class Finalize(beam.DoFn):
         )
         provenance.write_json_atomic(os.path.join(self._staging, layout.CONSTANTS_JSON), payload)
         warnings = constant_column_warnings(payload.get("features", {}))
+        warnings += bucket_tie_warnings(payload.get("features", {}))
         for warning in warnings:
             _LOG.warning(warning)
         shutil.rmtree(os.path.join(self._staging, TEMP_SUBDIR), ignore_errors=True)
+        self._write_raw_metadata(spec)
+        statistics = self._write_statistics(raw_statistics, transformed_statistics, stats)
         manifest = dict(self._manifest_base)
         manifest.update(
             rows={
@@ -212,11 +254,53 @@ class Finalize(beam.DoFn):
             spec_digest=spec.digest(),
             warnings=warnings,
         )
+        if statistics is not None:
+            manifest["statistics"] = statistics
+            from featurebridge.transforms.report import write_report
+
+            # Before the seal: the manifest digests the report too.
+            write_report(self._staging, self._baseline_dir, manifest=manifest)
         provenance.seal_manifest(self._staging, manifest)
         if self._commit:
             yield self._commit_to_final()
         else:
             yield self._staging
+
+    def _write_raw_metadata(self, spec: FeatureSpec) -> None:
+        """The raw schema in TFT's layout (what TFX's Transform writes), so
+        `tft.TFTransformOutput(OUT).raw_metadata` and `.raw_feature_spec()` work."""
+        from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+
+        from featurebridge.transforms.preprocessing import raw_feature_spec
+
+        schema = schema_utils.schema_from_feature_spec(raw_feature_spec(spec))
+        metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema),
+                                   os.path.join(self._staging, layout.RAW_METADATA_DIR))
+
+    def _write_statistics(self, raw: Optional[Mapping], transformed: Optional[Mapping], stats) -> Optional[dict]:
+        """Writes the statistics protos; returns the manifest's summary of them
+        ({files, raw: {column: {missing_share, distinct...}}, missing_by_marker}),
+        None without statistics."""
+        from featurebridge.transforms import stats_proto
+        from featurebridge.transforms.data_stats import merge_marker_counts
+
+        if raw is None or transformed is None:
+            return None
+        markers = merge_marker_counts(s.get("missing_by_marker") for s in stats)
+        files = {}
+        for subdir, summary, name, by_marker in (
+            (layout.PRE_TRANSFORM_STATS_DIR, raw, stats_proto.PRE_TRANSFORM_DATASET, markers),
+            (layout.POST_TRANSFORM_STATS_DIR, transformed, stats_proto.POST_TRANSFORM_DATASET, None),
+        ):
+            stats_proto.write_statistics(self._staging, subdir,
+                                         stats_proto.build_statistics(summary, name, by_marker))
+            files[name] = os.path.join(subdir, layout.FEATURE_STATS_FILE)
+        result = {"files": files, "raw": stats_proto.statistics_summary(raw["features"])}
+        if markers:
+            result["missing_by_marker"] = markers
+        if self._baseline_dir:
+            result["baseline"] = os.path.abspath(self._baseline_dir)
+        return result
 
     def _rejected_examples(self, limit: int = 3):
         """The first rejected rows' JSON lines, from the staged rejected/ files."""

@@ -9,6 +9,10 @@ An analyze output (``featurebridge analyze --output DIR``)::
     DIR/transformed_metadata/   the transformed schema
     DIR/transformed/part-*.tfrecord.gz    transformed tf.Examples
     DIR/rejected/rejected-*.jsonl         rows that could not be used, with why
+    DIR/metadata/               the raw schema (TFT's layout: tft.TFTransformOutput(DIR).raw_metadata)
+    DIR/pre_transform_stats/FeatureStats.pb    raw columns' statistics (TFDV's
+                                DatasetFeatureStatisticsList, binary)
+    DIR/post_transform_stats/FeatureStats.pb   transformed features' statistics
 
 A model (``featurebridge train --output MODEL``)::
 
@@ -46,12 +50,16 @@ __all__ = [
     "ANALYZED_DIR",
     "AnalyzedOutput",
     "CONSTANTS_JSON",
+    "FEATURE_STATS_FILE",
     "MANIFEST",
     "METRICS_JSON",
     "MODEL_DIR",
     "PREDICTIONS_DIR",
     "PREDICTIONS_PREFIX",
     "PREDICT_ROWS_JSON",
+    "POST_TRANSFORM_STATS_DIR",
+    "PRE_TRANSFORM_STATS_DIR",
+    "RAW_METADATA_DIR",
     "REJECTED_DIR",
     "REJECTED_PREFIX",
     "SERVING_DIR",
@@ -76,6 +84,11 @@ TRANSFORM_FN_DIR = "transform_fn"
 TRANSFORMED_DIR = "transformed"
 TRANSFORMED_PREFIX = "part"
 CONSTANTS_JSON = "constants.json"
+# TFX Transform's names: TFT reads RAW_METADATA_DIR; TFDV reads the stats files.
+RAW_METADATA_DIR = "metadata"
+PRE_TRANSFORM_STATS_DIR = "pre_transform_stats"
+POST_TRANSFORM_STATS_DIR = "post_transform_stats"
+FEATURE_STATS_FILE = "FeatureStats.pb"
 
 # A model.
 SERVING_DIR = "serving"
