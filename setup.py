@@ -26,6 +26,8 @@ REQUIRED = [
     # The analyze report's plots (OUT/report.html) and the CLI's progress display.
     "matplotlib>=3.10,<4",
     "rich>=13,<16",
+    # Keras' TensorBoard callback (MODEL/logs); TensorFlow 2.21 no longer installs it.
+    "tensorboard>=2.21,<2.22",
 ]
 
 EXTRAS = {
