@@ -21,7 +21,9 @@ def numeric_feature(name: str, values: Sequence[float], missing: int = 0, int_ty
                     markers: Optional[Mapping[str, int]] = None):
     """A FeatureNameStatistics with num_stats from `values`: common stats,
     min/max/mean/std, a 10-bucket standard histogram and a 10-bucket quantiles
-    one, and per-marker missing counts as custom_stats ("missing: MARKER")."""
+    one, a 100-bucket "quantiles" custom histogram, and per-marker missing
+    counts as custom_stats "missing_by_marker/MARKER" (as
+    featurebridge.transforms.stats_proto writes them)."""
     f = statistics_pb2.FeatureNameStatistics()
     f.path.step.append(name)
     f.type = f.INT if int_type else f.FLOAT
@@ -42,8 +44,13 @@ def numeric_feature(name: str, values: Sequence[float], missing: int = 0, int_ty
         h = s.histograms.add(type=statistics_pb2.Histogram.QUANTILES)
         for lo, hi in zip(q[:-1], q[1:]):
             h.buckets.add(low_value=lo, high_value=hi, sample_count=len(v) / 10)
+        fine = f.custom_stats.add(name="quantiles").histogram
+        fine.type = statistics_pb2.Histogram.QUANTILES
+        q = np.quantile(v, np.linspace(0, 1, 101))
+        for lo, hi in zip(q[:-1], q[1:]):
+            fine.buckets.add(low_value=lo, high_value=hi, sample_count=len(v) / 100)
     for marker, count in (markers or {}).items():
-        f.custom_stats.add(name=f"missing: {marker}", num=count)
+        f.custom_stats.add(name=f"missing_by_marker/{marker}", num=count)
     return f
 
 
@@ -101,8 +108,11 @@ def write_analyzed(directory: str, seed: int = 0, shift: float = 0.0, hostile: b
         numeric_feature("pages", pages, int_type=True),
         string_feature("device", devices, missing=3),
         string_feature("city", {f"city_{i:03d}": int(200 / (i + 1)) + 1 for i in range(40)}),
-        string_feature("purchased", {"0": 380, "1": 120}),
+        numeric_feature("purchased", [0] * 380 + [1] * 120, int_type=True),
     ]
+    classes = raw[-1].custom_stats.add(name="class_counts").rank_histogram
+    for rank, (label, count) in enumerate([("0", 380), ("1", 120)]):
+        classes.buckets.add(low_rank=rank, high_rank=rank, label=label, sample_count=count)
     if hostile:
         raw.append(string_feature(HOSTILE, {HOSTILE: 5, "plain": 3}))
     raw = [f for f in raw if f.path.step[0] not in drop]

@@ -83,7 +83,7 @@ def test_user_data_is_escaped(page):
 def test_statistics_shown(page):
     text = page["plain"]
     age = _sections(text)[("raw", "age")]
-    assert "missing as <code>missing: NA</code>" in age and "2.3% (12)" in age
+    assert "missing as <code>&quot;NA&quot;</code>" in age and "missing as <code>&quot;&quot;</code>" in age and "2.3% (12)" in age
     assert re.search(r"<th>mean</th><td>3\d\.\d+</td>", age)
     device = _sections(text)[("raw", "device")]
     assert "mobile" in device and "<th>distinct</th><td>3</td>" in device
@@ -134,11 +134,23 @@ def test_jensen_shannon_divergence():
     assert drift.jensen_shannon_divergence(same, []) == 1.0
 
 
-def test_rebin_keeps_counts_and_point_masses():
-    edges = drift.common_edges([(0, 4, 8), (4, 4, 3)], [(1, 2, 1)])
-    spans, points = drift.rebin([(0, 4, 8), (4, 4, 3)], edges)
-    assert list(edges) == [0, 1, 2, 4]
-    assert np.allclose(spans, [2, 2, 4]) and np.allclose(points, [0, 0, 0, 3])
+def test_binned_keeps_counts_and_point_masses():
+    edges = np.array([0.0, 1.0, 2.0, 4.0])
+    assert np.allclose(drift.binned([(0, 4, 8), (4, 4, 3), (1, 2, 1)], edges), [2, 3, 4 + 3])
+    # Beyond the edges: left out, or in the end bins with clamp.
+    assert np.allclose(drift.binned([(-2, 2, 4), (9, 9, 1)], edges), [1, 1, 0])
+    assert np.allclose(drift.binned([(-2, 2, 4), (9, 9, 1)], edges, clamp=True), [3, 1, 1])
+
+
+def test_grid():
+    edges, note = drift.grid([(0, 1, 5), (1, 2, 5)])
+    assert list(edges) == [0, 1, 2] and note == ""  # a lone equal-width histogram: its own buckets
+    edges, _ = drift.grid([(0, 0, 5), (0, 7, 5)], [(2, 9, 1)], integer=True)
+    assert list(edges) == [x - 0.5 for x in range(11)]  # one bin per whole number
+    # A long tail (the top percentile bucket) is left out of the range, and said.
+    fine = [(i, i + 1, 1) for i in range(99)] + [(99, 1000, 1)]
+    edges, note = drift.grid(fine)
+    assert edges[-1] == 99 and "the top 1% of values (up to 1000)" in note
 
 
 def test_manifest_given_instead_of_the_file(tmp_path):

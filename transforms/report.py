@@ -51,9 +51,14 @@ class FeatureView:
         is one, else the quantiles; [] for none.
       histogram_kind: "standard", "quantiles" or "".
       num_nan: NaN count of that histogram.
-      top_values: (value, count) pairs, most frequent first ([] for numbers).
+      fine: finer buckets for plots (the "quantiles" custom stat: 100
+        percentile intervals), else `histogram`.
+      top_values: (value, count) pairs, most frequent first ([] for numbers
+        but a label's).
       values_total: what top value counts are shares of (all values).
-      missing_by: (marker, count) pairs from custom_stats naming "missing".
+      classes: the label's exact class counts ("class_counts"), else [].
+      missing_by: (marker, count) pairs: "missing_by_marker/MARKER" custom
+        stats (or others naming "missing").
     """
 
     name: str
@@ -65,8 +70,10 @@ class FeatureView:
     histogram: List[Bucket] = dataclasses.field(default_factory=list)
     histogram_kind: str = ""
     num_nan: float = 0.0
+    fine: List[Bucket] = dataclasses.field(default_factory=list)
     top_values: List[Tuple[str, float]] = dataclasses.field(default_factory=list)
     values_total: float = 0.0
+    classes: List[Tuple[str, float]] = dataclasses.field(default_factory=list)
     missing_by: List[Tuple[str, float]] = dataclasses.field(default_factory=list)
 
     @property
@@ -93,6 +100,7 @@ class FeatureView:
             view.count, view.missing = int(common.num_non_missing), int(common.num_missing)
         for custom in feature.custom_stats:
             _custom(view, custom)
+        view.fine = view.fine or view.histogram
         return view
 
 
@@ -105,10 +113,8 @@ def _numeric(view: FeatureView, stats) -> None:
     view.kind = "numeric"
     _common(view, stats.common_stats)
     if view.count:
-        view.numbers += [("min", stats.min), ("max", stats.max), ("mean", stats.mean), ("std", stats.std_dev)]
-        if stats.median or stats.min <= 0 <= stats.max:
-            view.numbers.append(("median", stats.median))
-        view.numbers.append(("zeros", int(stats.num_zeros)))
+        view.numbers += [("min", stats.min), ("max", stats.max), ("mean", stats.mean), ("std", stats.std_dev),
+                         ("median", stats.median), ("zeros", int(stats.num_zeros))]
     chosen = sorted(stats.histograms, key=lambda h: h.type == _QUANTILES)
     if chosen:
         h = chosen[0]
@@ -128,19 +134,34 @@ def _strings(view: FeatureView, stats) -> None:
     view.top_values = ranked if len(ranked) > len(top) else top
 
 
+# Custom stats the analyze pass writes (featurebridge.transforms.stats_proto).
+_MISSING_BY_MARKER = "missing_by_marker/"
+_CLASS_COUNTS = "class_counts"
+_TOP_VALUES = "top_values"
+_FINE = "quantiles"
+
+
+def _ranked(custom) -> List[Tuple[str, float]]:
+    return [(b.label, float(b.sample_count)) for b in custom.rank_histogram.buckets]
+
+
 def _custom(view: FeatureView, custom) -> None:
     which = custom.WhichOneof("val")
-    lowered = custom.name.lower()
-    if "missing" in lowered and which == "num":
-        view.missing_by.append((custom.name, custom.num))
-    elif "missing" in lowered and which == "rank_histogram":
-        view.missing_by += [(b.label, float(b.sample_count)) for b in custom.rank_histogram.buckets]
-    elif which == "num":
-        view.numbers.append((custom.name, custom.num))
-    elif which == "str":
-        view.numbers.append((custom.name, custom.str))
+    name = custom.name
+    if name.startswith(_MISSING_BY_MARKER) and which == "num":
+        view.missing_by.append((name[len(_MISSING_BY_MARKER):], custom.num))
+    elif "missing" in name.lower() and which == "num":
+        view.missing_by.append((name, custom.num))
+    elif name == _CLASS_COUNTS and which == "rank_histogram":
+        view.classes = _ranked(custom)
+    elif name == _FINE and which == "histogram":
+        view.fine = [(b.low_value, b.high_value, b.sample_count) for b in custom.histogram.buckets]
     elif which == "rank_histogram" and not view.top_values:
-        view.top_values = [(b.label, float(b.sample_count)) for b in custom.rank_histogram.buckets]
+        view.top_values = _ranked(custom)
+    elif which == "num":
+        view.numbers.append((name, custom.num))
+    elif which == "str":
+        view.numbers.append((name, custom.str))
 
 
 def load_statistics(path: str):

@@ -6,6 +6,7 @@ values, paths, warnings) is escaped here, once, by `_e`.
 from __future__ import annotations
 
 import html
+import json
 import math
 from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
@@ -21,13 +22,14 @@ h1{font-size:22px;margin:0 0 6px}h2{font-size:18px;margin:28px 0 10px}h3{font-si
 nav a{margin-right:14px}a{color:#1a56c9}
 table{border-collapse:collapse;background:#fff}td,th{border:1px solid #e0e2e6;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f1f3f4;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
+.row{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}.row .feature{width:480px}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:14px;align-items:start}
 .feature{background:#fff;border:1px solid #dadce0;border-radius:8px;padding:12px 14px;max-width:640px}
 .feature table{width:100%;margin-top:6px;font-size:13px}.feature td,.feature th{border:none;border-bottom:1px solid #eee}
 .type{color:#5f6368;font-weight:400;font-size:12px;margin-left:6px}
 .plot svg{width:100%;height:auto;display:block}
 .warn{background:#fef7e0;border-left:4px solid #f9ab00;padding:6px 10px;margin:4px 0;list-style:none}
-.bad{color:#c5221f;font-weight:600}.ok{color:#188038}.muted{color:#5f6368}
+.note{font-size:12px;margin:2px 0 0}.bad{color:#c5221f;font-weight:600}.ok{color:#188038}.muted{color:#5f6368}
 meter{width:120px;vertical-align:middle}
 """
 
@@ -112,15 +114,15 @@ def _label(run) -> str:
     else:
         kind = label.get("kind", "")
         out.append(f"<p>Label column <code>{_e(column)}</code> ({_e(kind)}).</p>")
-        classes = view.top_values
+        classes = view.classes or view.top_values
         if classes:
             total = sum(c for _, c in classes) or 1.0
-            out.append('<div class="grid"><div>' + _table(
+            out.append('<div class="row"><div>' + _table(
                 ["class", "rows", "share"], ([_e(v), _num(c), f"{c / total:.1%}"] for v, c in classes), (1, 2)
             ) + '</div><div class="feature plot">'
                 + report_plots.top_values_plot(classes, salt="label") + "</div></div>")
         else:
-            out.append('<div class="feature plot">' + report_plots.numeric_plot(view.histogram, salt="label") + "</div>")
+            out.append('<div class="feature plot">' + report_plots.numeric_plot(view.fine, salt="label")[0] + "</div>")
     out.append("</section>")
     return "".join(out)
 
@@ -174,16 +176,19 @@ def _feature(section: str, anchor: str, view, base) -> str:
             view.top_values, base.top_values if base is not None else None,
             view.values_total, base.values_total if base is not None else 0.0, salt=salt)
     elif view.kind == "numeric":
-        plot = report_plots.numeric_plot(view.histogram, base.histogram if base is not None else None, salt=salt)
+        plot, note = report_plots.numeric_plot(view.fine, base.fine if base is not None else None, salt=salt,
+                                               integer=view.type_name == "INT")
+        if note:
+            plot += f'<p class="muted note">x axis: {_e(note)}.</p>'
     else:
         plot = '<p class="muted">No distribution for this type.</p>'
     rows = [["count", _num(view.count)],
             ["missing", f'<meter min="0" max="1" value="{view.missing_share:.4f}"></meter> '
                         f"{view.missing_share:.1%} ({_num(view.missing)})"]]
-    rows += [[f"missing as <code>{_e(m)}</code>", _num(c)] for m, c in view.missing_by]
+    rows += [[f"missing as <code>{_e(json.dumps(m, ensure_ascii=False))}</code>", _num(c)] for m, c in view.missing_by]
     rows += [[_e(k), _num(v)] for k, v in view.numbers]
-    if view.histogram_kind:
-        rows.append(["histogram", _e(view.histogram_kind) + (f", {_num(view.num_nan)} NaN" if view.num_nan else "")])
+    if view.num_nan:
+        rows.append(["NaN", _num(view.num_nan)])
     if base is not None:
         rows.append(["baseline count / missing", f"{_num(base.count)} / {base.missing_share:.1%}"])
     table = "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
@@ -192,14 +197,32 @@ def _feature(section: str, anchor: str, view, base) -> str:
             f'<div class="plot">{plot}</div>{table}</section>')
 
 
+def _number(view, key: str) -> str:
+    return next((_num(v) for k, v in view.numbers if k == key), "")
+
+
+def _glance(section: str, views: Mapping[str, Any], names: Sequence[str]) -> str:
+    """One line per feature, Facets Overview style, each linking to its card."""
+    rows = []
+    for i, n in enumerate(names):
+        v = views[n]
+        share = f"{v.missing_share:.1%}"
+        rows.append([f'<a href="#{section}-{i}">{_e(n)}</a>', _e(v.type_name), _num(v.count),
+                     f'<span class="bad">{share}</span>' if v.missing_share >= 0.05 else share,
+                     _number(v, "distinct"), _number(v, "mean"), _number(v, "min"), _number(v, "max")])
+    return _table(["feature", "type", "count", "missing", "distinct", "mean", "min", "max"], rows, (2, 3, 4, 5, 6, 7))
+
+
 def _features(section: str, title: str, views: Mapping[str, Any], base: Optional[Mapping[str, Any]]) -> str:
     names = sorted(views)
     cards: List[str] = [
         _feature(section, f"{section}-{i}", views[n], base.get(n) if base is not None else None)
         for i, n in enumerate(names)
     ]
-    empty = '<p class="muted">No statistics.</p>' if not cards else ""
-    return f'<section id="{section}"><h2>{_e(title)}</h2>{empty}<div class="grid">{"".join(cards)}</div></section>'
+    if not cards:
+        return f'<section id="{section}"><h2>{_e(title)}</h2><p class="muted">No statistics.</p></section>'
+    return (f'<section id="{section}"><h2>{_e(title)}</h2>{_glance(section, views, names)}'
+            f'<div class="grid" style="margin-top:14px">{"".join(cards)}</div></section>')
 
 
 def render_page(run, baseline=None) -> str:

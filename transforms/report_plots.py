@@ -13,14 +13,14 @@ import numpy as np
 from matplotlib import rc_context
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from featurebridge.transforms.drift import Bucket, rebin
+from featurebridge.transforms.drift import Bucket, binned, grid
 
 __all__ = ["BASELINE_COLOR", "COLOR", "numeric_plot", "top_values_plot"]
 
 COLOR = "#3367d6"
 BASELINE_COLOR = "#e8710a"
-_BINS = 24
 _TOP = 12
 _LABEL_CHARS = 22
 # Text stays text (small, selectable, no embedded glyphs); no metadata dates.
@@ -39,11 +39,6 @@ def _label(text: str) -> str:
     characters, at most _LABEL_CHARS characters."""
     text = re.sub(r"[\x00-\x1f\x7f]", " ", str(text)).replace("$", r"\$")
     return text if len(text) <= _LABEL_CHARS else text[: _LABEL_CHARS - 1] + "…"
-
-
-def _equal_width(buckets: Sequence[Bucket]) -> bool:
-    widths = np.array([hi - lo for lo, hi, _ in buckets], dtype=float)
-    return bool(len(widths) == 0 or np.allclose(widths, widths[0], rtol=1e-6))
 
 
 def _svg(fig: Figure, salt: str) -> str:
@@ -65,52 +60,47 @@ def _figure(height: float = 1.9, left: float = 0.6):
 
 
 def numeric_plot(
-    buckets: Sequence[Bucket], baseline: Optional[Sequence[Bucket]] = None, salt: str = "", what: str = "rows"
-) -> str:
-    """A histogram as inline SVG: the buckets moved onto equal-width bins
-    (quantile buckets included, values spread evenly in each bucket); with
-    `baseline`, both as shares of their totals, overlaid.
+    buckets: Sequence[Bucket], baseline: Optional[Sequence[Bucket]] = None, salt: str = "", what: str = "rows",
+    integer: bool = False,
+) -> Tuple[str, str]:
+    """A histogram as inline SVG, on the bins `featurebridge.transforms.drift.grid`
+    chooses (the ones the Jensen-Shannon divergence compares): buckets spread
+    evenly inside, point masses in their bin; with `baseline`, both as shares
+    of their totals, overlaid.
 
     Args:
-      buckets: (low, high, count) triples; may be empty (an empty plot).
+      buckets: (low, high, count) triples; may be empty ("no values").
       baseline: the baseline run's buckets, or None.
       salt: unique per plot on a page (the SVG's clip-path ids derive from it).
       what: the y label's noun without a baseline.
+      integer: the values are whole numbers.
 
     Returns:
-      An ``<svg>`` element as text.
+      (an ``<svg>`` element as text, a note on the range left out or "").
     """
-    lows = [b[0] for h in (buckets, baseline or ()) for b in h if np.isfinite(b[0])]
-    highs = [b[1] for h in (buckets, baseline or ()) for b in h if np.isfinite(b[1])]
+    edges, note = grid(buckets, baseline, integer)
     fig, ax = _figure()
     with rc_context(_RC):
-        if lows:
-            lo, hi = min(lows), max(highs)
-            if hi <= lo:
-                lo, hi = lo - 0.5, hi + 0.5
-            # As many bins as the finer histogram: a 10-bucket standard histogram
-            # alone is drawn exactly; quantile buckets get _BINS equal-width bins.
-            bins = max(len(buckets), len(baseline or ()))
-            bins = bins if _equal_width(buckets) and _equal_width(baseline or ()) else _BINS
-            edges = np.linspace(lo, hi, min(max(bins, 1), _BINS * 2) + 1)
+        if len(edges):
             sides = [(buckets, COLOR, "this run")]
             if baseline is not None:
                 sides.append((baseline, BASELINE_COLOR, "baseline"))
             for side, color, name in sides:
-                spans, points = rebin(side, edges)
-                spans[-1] += points[-1]
-                spans[: len(points) - 1] += points[:-1]
-                if baseline is not None and spans.sum():
-                    spans = spans / spans.sum()
-                ax.stairs(spans, edges, fill=baseline is None, color=color, alpha=0.85 if baseline is None else 1,
+                counts = binned(side, edges)
+                total = sum(c for _, _, c in side)
+                if baseline is not None and total:
+                    counts = counts / total
+                ax.stairs(counts, edges, fill=baseline is None, color=color, alpha=0.85 if baseline is None else 1,
                           linewidth=1.4, label=name)
             if baseline is not None:
                 ax.legend(frameon=False, loc="best")
+            ax.xaxis.set_major_locator(MaxNLocator(7, integer=integer))
+            ax.yaxis.set_major_locator(MaxNLocator(4))
         else:
             ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
         ax.set_ylabel("share" if baseline is not None else what)
         ax.ticklabel_format(axis="both", style="sci", scilimits=(-4, 5), useOffset=False)
-    return _svg(fig, salt)
+    return _svg(fig, salt), note
 
 
 def top_values_plot(
