@@ -14,44 +14,97 @@ import logging
 import os
 import re
 import sys
+import time
 from typing import Callable, Optional, Sequence
 
 from featurebridge.pipelines.commands import COMMANDS
-from featurebridge.pipelines.tf_logging import quiet_tensorflow
+from featurebridge.pipelines.tf_logging import native_log_filter, quiet_tensorflow, show_tensorflow_logs
 
-__all__ = ["COMMANDS", "main", "run_command"]
+__all__ = ["COMMANDS", "log_level", "main", "run_command"]
 
-_USAGE = """usage: featurebridge COMMAND [options]
+_USAGE = """usage: featurebridge [--quiet | --log_level LEVEL] COMMAND [options]
 
 commands:
 {commands}
+
+Every command takes:
+  --quiet            only warnings, errors and the final summary
+  --log_level LEVEL  debug, info (the default), warning or error; debug also
+                     shows TensorFlow's and CUDA's start-up log
 
 Run `featurebridge COMMAND --help` for a command's options; `featurebridge --version`."""
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+# When the process started the CLI (its imports count in the first command's
+# progress); later calls in the same process (tests) start their own clock.
+_STARTED: Optional[float] = time.monotonic()
 
 
-def _configure_logging() -> None:
-    quiet_tensorflow()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    for name in ("featurebridge", "benchmarks", "__main__"):
-        logging.getLogger(name).setLevel(logging.INFO)
-    ours = ("featurebridge", "benchmarks", "__main__")
-    debug = bool(os.environ.get("FEATUREBRIDGE_DEBUG"))
-    fmt = logging.Formatter("[featurebridge] %(message)s") if debug else _NoTracebackFormatter("[featurebridge] %(message)s")
+_OURS = ("featurebridge", "benchmarks", "__main__")
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
-    def keep(record: logging.LogRecord) -> bool:
-        if debug:
-            return True
-        # A runner's log of the worker failure that `run_command` reports as
-        # one line anyway (one of our errors): said once, by us.
-        if record.exc_info and _featurebridge_error_in(record.exc_info[1]):
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a line is logged (the terminal
+    behind the native log filter, rich's live status), never to a stream
+    that was closed since."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler.__init__ sets it
+        pass
+
+
+class _Keep(logging.Filter):
+    """What reaches the terminal: ours at the chosen level; other libraries
+    (TF, TFT, Beam) at ERROR (WARNING with --log_level debug or
+    FEATUREBRIDGE_DEBUG=1); a runner's log of a worker failure that
+    `run_command` reports itself, never twice."""
+
+    def __init__(self, others: int, debug: bool):
+        super().__init__()
+        self.others = others
+        self.debug = debug
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.debug and record.exc_info and _featurebridge_error_in(record.exc_info[1]):
             return False
-        # Our progress at INFO; other libraries (TF, TFT, Beam) only at ERROR.
-        return record.name.split(".")[0] in ours or record.levelno >= logging.ERROR
+        return record.name.split(".")[0] in _OURS or record.levelno >= self.others
 
-    for handler in logging.getLogger().handlers:
+
+def log_level(requested: Optional[str] = None) -> str:
+    """The level a command runs at: ``requested`` (--log_level, --quiet), else
+    "debug" under FEATUREBRIDGE_DEBUG=1, else "info"."""
+    if requested:
+        return requested
+    return "debug" if os.environ.get("FEATUREBRIDGE_DEBUG") else "info"
+
+
+def _configure_logging(level: str = "info") -> None:
+    debug_env = bool(os.environ.get("FEATUREBRIDGE_DEBUG"))
+    if level == "debug":
+        show_tensorflow_logs()
+    quiet_tensorflow()
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(_StderrHandler())
+        root.setLevel(logging.WARNING)
+    for name in _OURS:
+        logging.getLogger(name).setLevel(_LEVELS[level])
+    fmt = (
+        logging.Formatter("[featurebridge] %(message)s")
+        if debug_env
+        else _NoTracebackFormatter("[featurebridge] %(message)s")
+    )
+    others = logging.WARNING if (level == "debug" or debug_env) else logging.ERROR
+    keep = _Keep(max(others, _LEVELS[level]), debug_env)
+    for handler in root.handlers:
+        for old in [f for f in handler.filters if isinstance(f, _Keep)]:
+            handler.removeFilter(old)
         handler.setFormatter(fmt)
         handler.addFilter(keep)
 
@@ -109,18 +162,38 @@ def _pipeline_error_message(error: BaseException) -> Optional[str]:
     return None
 
 
-def run_command(command: str, argv: Optional[Sequence[str]]) -> int:
-    """Runs one command as the CLI does; returns the exit status."""
-    from featurebridge.transforms.errors import FeaturebridgeError
+def run_command(
+    command: str, argv: Optional[Sequence[str]], level: Optional[str] = None, started: Optional[float] = None
+) -> int:
+    """Runs one command as the CLI does; returns the exit status.
 
-    _configure_logging()
+    Args:
+      command: a key of COMMANDS.
+      argv: its command line; ``--quiet`` / ``--log_level`` in it are taken
+        out here (`split_global_flags`) and never reach the command or Beam.
+      level: the log level when argv names none (see `log_level`).
+      started: time.monotonic() when the command started (None: now).
+    """
+    from featurebridge.pipelines.flags import split_global_flags
+    from featurebridge.pipelines.progress import Progress
+    from featurebridge.transforms.errors import FeaturebridgeError, UsageError
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        given, argv = split_global_flags(argv)
+    except UsageError as e:
+        print(f"featurebridge {command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    level = log_level(given or level)
+    _configure_logging(level)
     entry = COMMANDS[command]
     if "--help" in argv or "-h" in argv:
         return _print_help(entry)
-    module = importlib.import_module(entry.module)
     try:
-        result = module.run(argv)
+        # Progress for the jobs; not for a server that runs until stopped (expansion-service).
+        with Progress(command, enabled=level in ("debug", "info") and entry.options is not None, started=started):
+            module = importlib.import_module(entry.module)
+            result = module.run(argv)
     except KeyboardInterrupt:
         print("Interrupted; no output was written.", file=sys.stderr)
         return 130
@@ -182,6 +255,8 @@ def _print_help(entry) -> int:
     parser.print_help()
     print("\n  --runner_config FILE  a runner config file, or a shipped config's name")
     print("                        (direct, flink-local...); command-line flags win")
+    print("  --quiet               only warnings, errors and the final summary")
+    print("  --log_level LEVEL     debug, info (the default), warning or error")
     return 0
 
 
@@ -196,6 +271,8 @@ def version() -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    global _STARTED  # pylint: disable=global-statement
+    started, _STARTED = (_STARTED or time.monotonic()), None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("--version", "-V"):
         print(f"featurebridge {version()}")
@@ -205,6 +282,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         listing = "\n".join(f"  {c.ljust(width)}  {entry.summary}" for c, entry in COMMANDS.items())
         print(_USAGE.format(commands=listing))
         return 0 if argv else EXIT_USAGE
+    from featurebridge.pipelines.flags import split_global_flags
+    from featurebridge.transforms.errors import UsageError
+
+    try:
+        level, argv = split_global_flags(argv)
+    except UsageError as e:
+        print(f"featurebridge: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if not argv:
+        print("featurebridge: no command given; run `featurebridge --help` for the list.", file=sys.stderr)
+        return EXIT_USAGE
     command = argv[0]
     if command not in COMMANDS:
         print(
@@ -212,7 +300,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    return run_command(command, argv[1:])
+    level = log_level(level)
+    # TF's C++ start-up lines hidden unless asked for (--log_level debug, or
+    # TF_CPP_MIN_LOG_LEVEL 0 or 1 set by the user); not around --help.
+    wants_native = level == "debug" or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip() in ("0", "1")
+    helping = "--help" in argv or "-h" in argv
+    with native_log_filter(enabled=not (wants_native or helping)):
+        return run_command(command, argv[1:], level, started)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,12 @@ from apache_beam.options.pipeline_options import _BeamArgumentParser  # Beam's o
 from featurebridge.pipelines.runner_config import RUNNER_CONFIG_FLAG, RUNNER_ONLY_OPTIONS
 from featurebridge.transforms.errors import UsageError
 
-__all__ = ["UnknownOptionError", "check_options", "unknown_options"]
+__all__ = ["GLOBAL_FLAGS", "LOG_LEVELS", "UnknownOptionError", "check_options", "split_global_flags", "unknown_options"]
+
+# Flags every command takes, handled by the CLI before the command's own
+# options (and never handed on to Beam): how many values each takes.
+GLOBAL_FLAGS: Dict[str, int] = {"--quiet": 0, "--log_level": 1}
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # How many values a flag takes: 0, 1, 2... or argparse's "?", "*", "+", "...".
 _Arity = Union[int, str]
@@ -116,6 +121,7 @@ def _flag_arities(own: Iterable[_Own] = (), beam: bool = True) -> Dict[str, _Ari
     for source in own:
         table.add_options(source)
     arities = table.arities()
+    arities.update(GLOBAL_FLAGS)
     if beam:
         arities.setdefault(RUNNER_CONFIG_FLAG, 1)
         for names in RUNNER_ONLY_OPTIONS.values():
@@ -227,3 +233,42 @@ def check_options(command: str, argv: Sequence[str], own: Iterable[_Own] = (), b
     known = _flag_arities(own, beam)
     preferred = _flag_arities(own, beam=False)
     raise UnknownOptionError(command, [(f, _suggest(f, known, preferred)) for f in unknown], beam=beam)
+
+
+def split_global_flags(argv: Sequence[str]) -> Tuple[Optional[str], List[str]]:
+    """Takes ``--quiet`` and ``--log_level LEVEL`` (``--log_level=LEVEL``) out
+    of a command line, wherever they stand before a ``--``.
+
+    Returns:
+      (level or None when neither was given, the rest of argv in order).
+      ``--quiet`` is ``--log_level warning``; of several, the last wins.
+
+    Raises:
+      UsageError: --log_level without a value or with one not in LOG_LEVELS.
+    """
+    level: Optional[str] = None
+    rest: List[str] = []
+    argv = list(argv)
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            rest.extend(argv[i - 1:])
+            break
+        if arg == "--quiet":
+            level = "warning"
+        elif arg == "--log_level" or arg.startswith("--log_level="):
+            if "=" in arg:
+                value = arg.split("=", 1)[1]
+            elif i < len(argv) and not _is_flag(argv[i]):
+                value = argv[i]
+                i += 1
+            else:
+                raise UsageError(f"--log_level needs a value: one of {', '.join(LOG_LEVELS)}.")
+            if value.lower() not in LOG_LEVELS:
+                raise UsageError(f"--log_level {value!r} is not a level; use one of {', '.join(LOG_LEVELS)}.")
+            level = value.lower()
+        else:
+            rest.append(arg)
+    return level, rest

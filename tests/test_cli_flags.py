@@ -181,3 +181,39 @@ def test_the_process_exits_2_before_importing_tensorflow(tmp_path):
     )
     assert proc.returncode == 2, proc.stderr
     assert "featurebridge predict: unknown option --modle; did you mean --model?" in proc.stderr.splitlines()
+
+
+# ---------------------------------------------------------------- --quiet / --log_level (every command)
+
+
+def test_global_log_flags_are_taken_out_wherever_they_stand():
+    from featurebridge.pipelines.flags import split_global_flags
+
+    assert split_global_flags(["--quiet", "--input", "x"]) == ("warning", ["--input", "x"])
+    assert split_global_flags(["--input", "x", "--log_level", "DEBUG"]) == ("debug", ["--input", "x"])
+    assert split_global_flags(["--log_level=error", "--quiet"]) == ("warning", [])  # the last wins
+    assert split_global_flags(["--input", "x", "--", "--quiet"]) == (None, ["--input", "x", "--", "--quiet"])
+    from featurebridge.transforms.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"--log_level 'loud' is not a level; use one of debug, info, warning, error"):
+        split_global_flags(["--log_level", "loud"])
+    with pytest.raises(UsageError, match="--log_level needs a value"):
+        split_global_flags(["--log_level", "--input", "x"])
+
+
+def test_log_flags_before_or_after_the_command_never_reach_beam(tmp_path, capsys):
+    # Each run stops at the demo's own check (rows), before TensorFlow: the flags were accepted.
+    for argv in (
+        ["--quiet", "demo", "--rows", "10", "--output", str(tmp_path / "d")],
+        ["demo", "--log_level", "warning", "--rows", "10", "--output", str(tmp_path / "d")],
+        ["--log_level=error", "demo", "--rows", "10", "--output", str(tmp_path / "d")],
+    ):
+        err = "\n".join(_refused(capsys, argv))
+        assert "at least 50 rows per file" in err and "unknown option" not in err, argv
+    assert _refused(capsys, ["--log_level", "loud", "analyze"]) == [
+        "featurebridge: error: --log_level 'loud' is not a level; use one of debug, info, warning, error."
+    ]
+    lines = _refused(capsys, ["analyze", "--input", "x.csv", "--quite", "--spec", "s.yaml", "--output", str(tmp_path / "o")])
+    assert lines[0] == "featurebridge analyze: unknown option --quite; did you mean --quiet?"
+    assert cli.main(["--help"]) == 0
+    assert "--log_level LEVEL" in capsys.readouterr().out

@@ -17,8 +17,12 @@ under their spec name.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import threading
+import time
+import uuid
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -58,9 +62,11 @@ __all__ = [
     "check_headers",
     "count_present",
     "infer_format",
+    "PROGRESS_ENV",
     "match_files",
     "read_file",
     "read_header",
+    "read_progress",
     "table_to_batch",
 ]
 
@@ -157,39 +163,129 @@ def read_file(
 
 _PROGRESS_EVERY = 500_000
 
+# Live progress of the reads, for the launcher's progress display
+# (featurebridge.pipelines.progress). Beam's counters (namespace
+# "featurebridge": rows_read, rows_rejected, files_read) are the portable
+# record, but most runners report them only when the job ends; these are
+# live. Under the in-memory DirectRunner the DoFns run in the launcher's
+# process and update `_LIVE` directly. Where PROGRESS_ENV is set
+# ("PID:DIR", by the launcher, inherited by the workers it starts:
+# multi-processing DirectRunner, a local SDK worker pool) a worker in another
+# process also writes its counts to DIR/<pid>.json, at most once a second.
+PROGRESS_ENV = "FEATUREBRIDGE_PROGRESS"
+_LIVE: Dict[str, Dict[str, float]] = {}
+_LIVE_LOCK = threading.Lock()
+_ANNOUNCED: set = set()
+_FLUSHED = [0.0]
+
+
+def _note_progress(key: str, files: int, rows: int = 0, files_done: int = 0) -> None:
+    with _LIVE_LOCK:
+        entry = _LIVE.setdefault(key, {"rows": 0, "files_done": 0, "files": files, "updated": 0.0})
+        entry["rows"] += rows
+        entry["files_done"] += files_done
+        entry["updated"] = time.time()
+        _write_progress_file(force=bool(files_done))
+
+
+def _write_progress_file(force: bool) -> None:
+    """Called with _LIVE_LOCK held."""
+    setting = os.environ.get(PROGRESS_ENV, "")
+    pid, _, directory = setting.partition(":")
+    if not directory or pid == str(os.getpid()):
+        return
+    now = time.time()
+    if not force and now - _FLUSHED[0] < 1.0:
+        return
+    _FLUSHED[0] = now
+    try:
+        path = os.path.join(directory, f"{os.getpid()}.json")
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(_LIVE, f)
+        os.replace(path + ".tmp", path)
+    except OSError:
+        pass  # progress is a courtesy: never fail a read for it
+
+
+def read_progress() -> Dict[str, Dict[str, float]]:
+    """The reads' live counts: {"TOKEN/LABEL": {"rows", "files_done", "files",
+    "updated"}}, one entry per application of a `ReadRawData` (TOKEN names
+    the instance, LABEL the application: "Read", "ReadForTransform"...),
+    summed over this process and the workers that report through
+    PROGRESS_ENV. Empty before any read started."""
+    with _LIVE_LOCK:
+        merged = {key: dict(value) for key, value in _LIVE.items()}
+    pid, _, directory = os.environ.get(PROGRESS_ENV, "").partition(":")
+    if directory and os.path.isdir(directory):
+        for name in os.listdir(directory):
+            if not name.endswith(".json") or name == f"{pid}.json":
+                continue
+            try:
+                with open(os.path.join(directory, name), encoding="utf-8") as f:
+                    theirs = json.load(f)
+            except (OSError, ValueError):
+                continue
+            for key, value in theirs.items():
+                entry = merged.setdefault(key, {"rows": 0, "files_done": 0, "files": value.get("files", 0), "updated": 0.0})
+                entry["rows"] += value.get("rows", 0)
+                entry["files_done"] += value.get("files_done", 0)
+                entry["updated"] = max(entry["updated"], value.get("updated", 0.0))
+    return merged
+
+
+def _first_time(token: str, path: str) -> bool:
+    """Whether this process has not yet logged ``path`` for this reader
+    (each ReadRawData instance reads its files up to three times: one log per file)."""
+    with _LIVE_LOCK:
+        if (token, path) in _ANNOUNCED:
+            return False
+        _ANNOUNCED.add((token, path))
+        return True
+
 
 class _ReadFileDoFn(beam.DoFn):
-    def __init__(self, spec_json: str, file_format: Optional[str], batch_size: int, include_position: bool):
+    def __init__(
+        self, spec_json: str, file_format: Optional[str], batch_size: int, include_position: bool,
+        progress_key: str = "", files: int = 0,
+    ):
         self._spec_json = spec_json
         self._format = file_format
         self._batch_size = batch_size
         self._include_position = include_position
+        self._progress_key = progress_key
+        self._files = files
         self._spec = None
         self._rows_read = beam.metrics.Metrics.counter("featurebridge", "rows_read")
         self._rows_rejected = beam.metrics.Metrics.counter("featurebridge", "rows_rejected")
+        self._files_read = beam.metrics.Metrics.counter("featurebridge", "files_read")
 
     def setup(self):
         self._spec = FeatureSpec.from_text(self._spec_json, trusted=True)
 
     def process(self, path: str):
-        _LOG.info("Reading %s", path)
+        token = self._progress_key.split("/", 1)[0]
+        tell = _first_time(token, path)
+        log = _LOG.info if tell else _LOG.debug
+        log("Reading %s", path)
         rows, next_report = 0, _PROGRESS_EVERY
         for kind, value in read_file(path, self._spec, self._format, self._batch_size, self._include_position):
             if kind == "batch":
                 rows += value.num_rows
+                self._rows_read.inc(value.num_rows)
+                _note_progress(self._progress_key, self._files, rows=value.num_rows)
                 if rows >= next_report:
-                    _LOG.info("%s: %d rows read so far", path, rows)
+                    log("%s: %d rows read so far", path, rows)
                     next_report += _PROGRESS_EVERY
                 yield value
             elif kind == "rejected":
                 self._rows_rejected.inc()
+                self._rows_read.inc()
+                _note_progress(self._progress_key, self._files, rows=1)
                 yield beam.pvalue.TaggedOutput("rejected", value.to_json())
             else:
-                self._rows_read.inc(value["read"])
-                _LOG.info(
-                    "%s: %d rows read, %d used, %d rejected",
-                    path, value["read"], value["used"], value["rejected"],
-                )
+                self._files_read.inc()
+                _note_progress(self._progress_key, self._files, files_done=1)
+                log("%s: %d rows read, %d used, %d rejected", path, value["read"], value["used"], value["rejected"])
                 yield beam.pvalue.TaggedOutput("stats", value)
 
 
@@ -243,6 +339,9 @@ class ReadRawData(beam.PTransform):
         self._format = file_format
         self._batch_size = batch_size
         self._include_position = include_position
+        # Names this reader in the live progress and its "Reading FILE" log,
+        # which is said once per file, however many times the reader is applied.
+        self._token = uuid.uuid4().hex[:12]
 
     def expand(self, pbegin) -> ReadResult:
         results = (
@@ -251,7 +350,10 @@ class ReadRawData(beam.PTransform):
             | "SpreadFiles" >> beam.Reshuffle()
             | "ReadFiles"
             >> beam.ParDo(
-                _ReadFileDoFn(self._spec.to_json(), self._format, self._batch_size, self._include_position)
+                _ReadFileDoFn(
+                    self._spec.to_json(), self._format, self._batch_size, self._include_position,
+                    progress_key=f"{self._token}/{self.label}", files=len(self.files),
+                )
             ).with_outputs("rejected", "stats", main="batches")
         )
         return ReadResult(results.batches, results.rejected, results.stats)

@@ -24,11 +24,54 @@ reads `OPTIONS`) must not pay TensorFlow's import.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
+import threading
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["Op", "RejectRule", "VocabularyInfo"]
+__all__ = ["Op", "RejectRule", "VocabularyInfo", "analyzer_name"]
+
+# ---------------------------------------------------------------- named analyzers
+# Every TFT analyzer an op creates is named (`analyzer_name`), so its asset
+# and vocabulary names are stable. TFT still logs "Analyzer (X) node's cache
+# key varies on repeated tracing" (absl, WARNING) for each analyzer whose
+# input depends on another analyzer's output (a column filled with its mean,
+# then z-scored; tf-idf's document frequencies over its vocabulary): when it
+# traces again, the first analyzer's output is a constant where it was a
+# placeholder, so the input's path hash differs. TFT's own text says the
+# warning "is safe to ignore if you either specify `name` for all analyzers or
+# if the order in which they are invoked is deterministic": both hold for
+# ours. `_NamedAnalyzerNote` drops it for analyzers registered here (in the
+# process that traces: the launcher or a worker); a user's own analyzers still warn.
+_NAMED: set = set()
+_NAMED_LOCK = threading.Lock()
+_CACHE_KEY_WARNING = "node's cache key varies on repeated tracing"
+_UNIQUIFIED = re.compile(r"_\d+$")
+
+
+class _NamedAnalyzerNote(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _CACHE_KEY_WARNING not in str(record.msg) or not record.args:
+            return True
+        scope = str(record.args[0]).split("/", 1)[0]
+        return scope not in _NAMED and _UNIQUIFIED.sub("", scope) not in _NAMED
+
+
+_NOTE = _NamedAnalyzerNote()
+
+
+def analyzer_name(name: str) -> str:
+    """Registers ``name`` as the ``name=`` of one of our TFT analyzers and
+    returns it (see the note above `_NamedAnalyzerNote`)."""
+    with _NAMED_LOCK:
+        _NAMED.add(name)
+        absl_logger = logging.getLogger("absl")
+        if _NOTE not in absl_logger.filters:
+            absl_logger.addFilter(_NOTE)
+    return name
+
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from featurebridge.transforms.ops.base import Op
+from featurebridge.transforms.ops.base import Op, analyzer_name
 from featurebridge.transforms.ops.stats import Tokens
 from featurebridge.transforms.ops.vocabulary_file import apply_vocabulary, vocabulary_lines
 from featurebridge.transforms.spec_tables import REQUIRED
@@ -60,7 +60,7 @@ class Vocabulary(Op):
         o = self.options
         return {self.output: tft.compute_and_apply_vocabulary(
             as_text(x), top_k=o["top_k"], frequency_threshold=o["frequency_threshold"],
-            num_oov_buckets=o["num_oov_buckets"], vocab_filename=self.output, store_frequency=True, name=self.output,
+            num_oov_buckets=o["num_oov_buckets"], vocab_filename=self.output, store_frequency=True, name=analyzer_name(self.output),
         )}
 
     def graph(self, x, constants):
@@ -96,7 +96,7 @@ class Hash(Op):
     def graph(self, x, constants):
         import tensorflow_transform as tft
 
-        return {self.output: tft.hash_strings(as_text(x), self.options["hash_buckets"], name=self.output)}
+        return {self.output: tft.hash_strings(as_text(x), self.options["hash_buckets"], name=analyzer_name(self.output))}
 
     def model_hints(self, vocabulary):
         return {self.output: ("categorical", self.options["hash_buckets"], None)}

@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from featurebridge.transforms.ops.base import analyzer_name
 from featurebridge.transforms.ops.stats import Moments, Quantiles, Tokens
 from featurebridge.transforms.ops.vocabulary_file import vocabulary_lines
 
@@ -117,7 +118,7 @@ class MeanFill(Fill):
         import tensorflow as tf
         import tensorflow_transform as tft
 
-        return self._rounded(tft.mean(tf.cast(x.values, tf.float32), name=f"fill_{self.column.name}"))
+        return self._rounded(tft.mean(tf.cast(x.values, tf.float32), name=analyzer_name(f"fill_{self.column.name}")))
 
 
 class MedianFill(Fill):
@@ -144,7 +145,7 @@ class MedianFill(Fill):
         import tensorflow_transform as tft
 
         boundaries = tft.quantiles(tf.cast(x.values, tf.float32), num_buckets=2, epsilon=MEDIAN_EPSILON,
-                                   name=f"fill_{self.column.name}")
+                                   name=analyzer_name(f"fill_{self.column.name}"))
         return self._rounded(tf.reshape(boundaries, [-1])[0])
 
 
@@ -197,7 +198,7 @@ class MostFrequentFill(Fill):
 
         as_text = x.values if self.column.storage == "string" else tf.strings.as_string(x.values)
         path = tft.vocabulary(as_text, top_k=1, vocab_filename=fill_vocabulary_name(self.column.name),
-                              name=f"fill_{self.column.name}")
+                              name=analyzer_name(f"fill_{self.column.name}"))
         return self._from_file(path)
 
 

@@ -4,6 +4,7 @@ by frequency from a vocabulary, unseen classes -1)."""
 
 from __future__ import annotations
 
+from featurebridge.transforms.ops.base import analyzer_name
 from featurebridge.transforms.ops.stats import Tokens
 from featurebridge.transforms.ops.vocabulary_file import apply_vocabulary, vocabulary_lines
 
@@ -42,7 +43,7 @@ class LabelOp:
         if self.has_classes:
             return tft.compute_and_apply_vocabulary(
                 y, num_oov_buckets=0, default_value=-1, vocab_filename=label_vocabulary_name(self.output),
-                store_frequency=True, name=f"label_{self.output}",
+                store_frequency=True, name=analyzer_name(f"label_{self.output}"),
             )
         return self.graph(y, {})
 

@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-from featurebridge.transforms.ops.base import Op, RejectRule
+from featurebridge.transforms.ops.base import Op, RejectRule, analyzer_name
 from featurebridge.transforms.ops.stats import Moments, Quantiles
 from featurebridge.transforms.spec_tables import NUMBER, NUMERIC_TYPES, REQUIRED
 
@@ -44,14 +44,14 @@ class ZScore(Op):
     def tft_graph(self, x):
         import tensorflow_transform as tft
 
-        return {self.output: tft.scale_to_z_score(_float(x), name=self.output)}
+        return {self.output: tft.scale_to_z_score(_float(x), name=analyzer_name(self.output))}
 
     def tft_results(self, x):
         import tensorflow_transform as tft
 
         x = _float(x)
-        return {f"{self.output}/mean": tft.mean(x, name=f"{self.output}_mean"),
-                f"{self.output}/var": tft.var(x, name=f"{self.output}_var")}
+        return {f"{self.output}/mean": tft.mean(x, name=analyzer_name(f"{self.output}_mean")),
+                f"{self.output}/var": tft.var(x, name=analyzer_name(f"{self.output}_var"))}
 
     def graph(self, x, constants):
         import tensorflow as tf
@@ -94,14 +94,14 @@ class MinMax(Op):
         import tensorflow_transform as tft
 
         low, high = self._range()
-        return {self.output: tft.scale_by_min_max(_float(x), output_min=low, output_max=high, name=self.output)}
+        return {self.output: tft.scale_by_min_max(_float(x), output_min=low, output_max=high, name=analyzer_name(self.output))}
 
     def tft_results(self, x):
         import tensorflow_transform as tft
 
         x = _float(x)
-        return {f"{self.output}/min": tft.min(x, name=f"{self.output}_min"),
-                f"{self.output}/max": tft.max(x, name=f"{self.output}_max")}
+        return {f"{self.output}/min": tft.min(x, name=analyzer_name(f"{self.output}_min")),
+                f"{self.output}/max": tft.max(x, name=analyzer_name(f"{self.output}_max"))}
 
     def graph(self, x, constants):
         import tensorflow as tf
@@ -138,7 +138,7 @@ class Scale01(MinMax):
     def tft_graph(self, x):
         import tensorflow_transform as tft
 
-        return {self.output: tft.scale_to_0_1(_float(x), name=self.output)}
+        return {self.output: tft.scale_to_0_1(_float(x), name=analyzer_name(self.output))}
 
 
 class Bucketize(Op):
@@ -169,14 +169,14 @@ class Bucketize(Op):
         import tensorflow_transform as tft
 
         n = self.options["num_buckets"]
-        return {self.output: tft.bucketize(_float(x), n, epsilon=bucketize_epsilon(n), name=self.output)}
+        return {self.output: tft.bucketize(_float(x), n, epsilon=bucketize_epsilon(n), name=analyzer_name(self.output))}
 
     def tft_results(self, x):
         import tensorflow_transform as tft
 
         n = self.options["num_buckets"]
         return {f"{self.output}/boundaries": tft.quantiles(_float(x), n, epsilon=bucketize_epsilon(n),
-                                                           name=f"{self.output}_q")}
+                                                           name=analyzer_name(f"{self.output}_q"))}
 
     def graph(self, x, constants):
         import tensorflow_transform as tft

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from featurebridge.transforms.errors import excerpt
-from featurebridge.transforms.ops.base import Op
+from featurebridge.transforms.ops.base import Op, analyzer_name
 from featurebridge.transforms.ops.categorical import check_vocabulary_options
 from featurebridge.transforms.ops.stats import Tokens
 from featurebridge.transforms.ops.text_split import TextSplit
@@ -77,7 +77,7 @@ class _TextOp(Op):
             grams = self.split.tf_grams(x, self.PER_DOCUMENT)
         return {self.output: tft.compute_and_apply_vocabulary(
             grams, top_k=self.options["top_k"], num_oov_buckets=self.options["num_oov_buckets"],
-            vocab_filename=self.output, store_frequency=True, name=self.output,
+            vocab_filename=self.output, store_frequency=True, name=analyzer_name(self.output),
         )}
 
     def graph(self, x, constants):
@@ -189,8 +189,8 @@ class TfIdf(_TextOp):
         with tf.name_scope(self.output):
             grams = self.split.tf_grams(x)
         ids = tft.compute_and_apply_vocabulary(grams, top_k=size, num_oov_buckets=1, vocab_filename=self.output,
-                                               store_frequency=True, name=self.output)
-        index, weight = tft.tfidf(ids, size + 1, name=f"{self.output}_tfidf")
+                                               store_frequency=True, name=analyzer_name(self.output))
+        index, weight = tft.tfidf(ids, size + 1, name=analyzer_name(f"{self.output}_tfidf"))
         return {self.output + "_index": index, self.output + "_weight": weight}
 
     def graph(self, x, constants):
