@@ -58,15 +58,17 @@ class FeaturePlan:
       type: TFDV's FeatureNameStatistics.Type name: "INT", "FLOAT" or "STRING".
       top_values: also keep the most frequent values (always for strings).
       class_counts: also keep exact value counts (a label's classes).
+      distinct: estimate the distinct count (always for strings).
     """
 
     def __init__(self, name: str, kind: Optional[str] = None, type: Optional[str] = None,
-                 top_values: bool = False, class_counts: bool = False):
+                 top_values: bool = False, class_counts: bool = False, distinct: bool = True):
         self.name = name
         self.kind = kind
         self.type = type
         self.top_values = top_values or kind == "string"
         self.class_counts = class_counts
+        self.distinct = distinct or kind == "string"
 
     def __repr__(self):
         return f"FeaturePlan({self.name!r}, {self.kind!r}, {self.type!r})"
@@ -75,14 +77,14 @@ class FeaturePlan:
 def raw_feature_plans(spec) -> List[FeaturePlan]:
     """The plans of a spec's raw columns, in spec order: strings, text and
     timestamps as STRING; bools and the label also with top values, the label
-    with its exact class counts."""
+    with its exact class counts; floats without a distinct count (as TFDV)."""
     plans = []
     label = spec.label.column if spec.label else None
     for column in spec.columns:
         kind = "string" if column.storage == "string" else "numeric"
         type_ = {"float": "FLOAT", "int": "INT", "string": "STRING"}[column.storage]
         plans.append(FeaturePlan(column.name, kind, type_, top_values=column.type == "bool" or column.name == label,
-                                 class_counts=column.name == label))
+                                 class_counts=column.name == label, distinct=type_ != "FLOAT"))
     return plans
 
 
@@ -111,7 +113,7 @@ class _Feature:
         self.nan = 0
         self.length = 0  # total byte length of strings
         self.quantiles = sk.QuantilesSketch(QUANTILE_EPSILON, 1 << 32, 1) if plan.kind == "numeric" else None
-        self.distinct = sk.KmvSketch(KMV_BUCKETS)
+        self.distinct = sk.KmvSketch(KMV_BUCKETS) if plan.distinct else None
         self.top = sk.MisraGriesSketch(TOP_K_BUCKETS) if plan.top_values else None
         self.classes: Optional[Dict[Any, int]] = {} if plan.class_counts else None
 
@@ -140,7 +142,8 @@ class _Feature:
             self._add_numbers(values)
         else:
             self.length += int(pc.sum(pc.binary_length(values)).as_py() or 0)
-        self.distinct.AddValues(values)
+        if self.distinct is not None:
+            self.distinct.AddValues(values)
         if self.top is not None:
             self.top.AddValues(values)
         if self.classes is not None:
@@ -193,7 +196,8 @@ class _Feature:
         self.length += other.length
         if self.quantiles is not None and other.quantiles is not None:
             self.quantiles.Merge(other.quantiles)
-        self.distinct.Merge(other.distinct)
+        if self.distinct is not None and other.distinct is not None:
+            self.distinct.Merge(other.distinct)
         if self.top is not None and other.top is not None:
             self.top.Merge(other.top)
         if self.classes is None or other.classes is None:
@@ -210,7 +214,7 @@ class _Feature:
             "name": plan.name, "kind": plan.kind, "type": plan.type, "rows": self.rows,
             "missing": self.missing, "values": self.values,
             "min_values": self.min_values or 0, "max_values": self.max_values or 0,
-            "distinct": int(self.distinct.Estimate()),
+            "distinct": int(self.distinct.Estimate()) if self.distinct is not None else None,
         }
         if plan.kind == "numeric":
             out.update(count=self.count, nan=self.nan, zeros=self.zeros,
@@ -261,10 +265,12 @@ class FeatureStatsCombineFn(beam.CombineFn):
     pass-through keys). Per feature: rows, rows with no value ("missing"),
     values per row, and for numbers count/mean/std/min/max/zeros/NaNs and
     101 quantile points (the sketch's epsilon 0.01); for strings the average
-    byte length; a distinct-count estimate (exact below 1024); top values
-    (strings, bools, the label; Misra-Gries counts, exact below 200 distinct)
+    byte length; a distinct-count estimate (exact below 1024; not for
+    floats: TFDV has no field for it, and it costs as much as the
+    quantiles); top values (strings, bools, the label; Misra-Gries counts,
+    exact below 200 distinct)
     and a label's exact class counts (None past 1000 classes). No batches
-    give zero rows and, for the raw plans, all-missing empty summaries.
+    give zero rows and, for the raw plans, summaries of nothing (zeros).
     """
 
     def __init__(self, plans: Optional[Sequence[FeaturePlan]] = None, exclude: Sequence[str] = ()):
@@ -279,7 +285,9 @@ class FeatureStatsCombineFn(beam.CombineFn):
         for field in batch.schema:
             if field.name not in acc["plans"] and field.name not in self._exclude:
                 kind, type_ = _kind_of(field.type)
-                plan = FeaturePlan(field.name, kind, type_)
+                # A float's distinct count says little and its sketch costs as much
+                # as the quantiles' (TFDV has no field for it either).
+                plan = FeaturePlan(field.name, kind, type_, distinct=type_ != "FLOAT")
                 acc["plans"][field.name] = plan
                 feature = _Feature(plan)
                 feature.rows = feature.missing = acc["rows"]  # rows before the column appeared

@@ -26,7 +26,7 @@ Conventions (what a reader, such as the HTML report, can rely on):
   the label only), ``top_values`` (rank_histogram; a bool or int label's most
   frequent values), ``quantiles`` (histogram of the 100 percentile intervals:
   a finer distribution for plots), ``distinct`` (num; a number's distinct
-  count estimate, which num_stats has no field for).
+  count estimate, which num_stats has no field for; INT features only).
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def _feature(out, f: Mapping[str, Any], markers: Optional[Mapping[str, int]]) ->
         for value, count in top[:TOP_VALUES]:
             stats.top_values.add(value=value, frequency=count)
         _rank_histogram(stats.rank_histogram, top[:RANK_BUCKETS])
-    if f["kind"] == "numeric":
+    if f["kind"] == "numeric" and f["distinct"] is not None:
         out.custom_stats.add(name=CUSTOM_DISTINCT, num=f["distinct"])
     for marker, n in (markers or {}).items():
         out.custom_stats.add(name=CUSTOM_MISSING_BY_MARKER + marker, num=n)
@@ -191,14 +191,15 @@ def load_statistics(path: str):
 
 
 def statistics_summary(features: Iterable[Mapping[str, Any]]) -> Dict[str, Dict[str, Any]]:
-    """The manifest's short view: {feature: {missing_share, distinct}} (plus
+    """The manifest's short view: {feature: {missing_share, distinct?}} (plus
     min/max/mean for numbers), rounded."""
     out: Dict[str, Dict[str, Any]] = {}
     for f in features:
         entry: Dict[str, Any] = {
             "missing_share": round(f["missing"] / f["rows"], 6) if f["rows"] else 0.0,
-            "distinct": f["distinct"],
         }
+        if f["distinct"] is not None:
+            entry["distinct"] = f["distinct"]
         if f["kind"] == "numeric" and f["count"]:
             entry.update(min=f["min"], max=f["max"], mean=round(f["mean"], 6))
         out[f["name"]] = entry
