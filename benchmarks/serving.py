@@ -6,7 +6,7 @@ Builds a model once with the library's own jobs on the demo data
 (`featurebridge.pipelines.sample_data`: analyze -> train -> export, one epoch), writes
 request payloads (serialized raw tf.Examples and the same rows as named raw
 columns), then starts a NEW Python process that imports only TensorFlow,
-loads ``MODEL/serving`` with ``tf.saved_model.load`` and times:
+loads ``MODEL/serving/<version>`` with ``tf.saved_model.load`` and times:
 
 - ``serving_default`` (serialized tf.Example in): p50/p99 latency of a call
   with ONE example after a warm-up, and examples/s for batches of 1000;
@@ -82,7 +82,9 @@ def build_model(work_dir: str, rows: int = 5000, epochs: int = 1) -> Dict[str, s
     raw_path = os.path.join(work_dir, "requests_raw.json")
     with open(raw_path, "w", encoding="utf-8") as f:
         json.dump(raw, f)  # NaN is written as the JS literal NaN, which json reads back
-    return {"serving": os.path.join(model, "serving"), "examples": examples_path, "raw": raw_path,
+    from featurebridge.transforms.layout import serving_dir
+
+    return {"serving": serving_dir(model), "examples": examples_path, "raw": raw_path,
             "seconds": time.monotonic() - started}
 
 

@@ -35,7 +35,10 @@ class JobRun:
 
     @property
     def serving(self) -> str:
-        return os.path.join(self.root, "model", "serving")
+        """The serving SavedModel: the highest version under model/serving/."""
+        from featurebridge.transforms.layout import serving_dir
+
+        return serving_dir(self.model)
 
     @property
     def predictions(self) -> str:
@@ -85,12 +88,17 @@ with open(raw_path) as f:
     raw = json.load(f)
 raw_inputs = {k: tf.constant(v["values"], dtype=v["dtype"]) for k, v in raw.items()}
 out = {}
+
+def array(value):  # string outputs (class names) as fixed-width bytes: np.load needs no pickle
+    a = value.numpy()
+    return a.astype(bytes) if a.dtype == object else a
+
 for name, value in model.signatures["serving_default"](examples=tf.constant(examples)).items():
-    out["default/" + name] = value.numpy()
+    out["default/" + name] = array(value)
 for name, value in model.signatures["serving_raw"](**raw_inputs).items():
-    out["raw/" + name] = value.numpy()
+    out["raw/" + name] = array(value)
 for name, value in model.signatures["transform_features"](examples=tf.constant(examples)).items():
-    out["transform/" + name] = value.numpy()
+    out["transform/" + name] = array(value)
 leaked = [m for m in ("tensorflow_transform", "tf_keras", "tfx_bsl", "apache_beam") if m in sys.modules]
 np.savez(out_path, **out)
 print(json.dumps({"signatures": sorted(model.signatures), "leaked": leaked}))

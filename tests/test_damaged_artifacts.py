@@ -112,7 +112,7 @@ def test_a_corrupt_model_description_is_named_by_the_cli_without_a_traceback(job
 
     model = str(tmp_path / "model")
     shutil.copytree(job.model, model)
-    info_path = os.path.join(model, layout.SERVING_DIR, layout.SERVING_INFO)
+    info_path = os.path.join(layout.serving_dir(model), layout.SERVING_INFO)
     with open(info_path, "r+b") as f:
         f.truncate(os.path.getsize(info_path) // 2)
     with pytest.raises(ModelDirError, match=f"{info_path} cannot be read as JSON"):

@@ -175,6 +175,7 @@ def paths_results(trained):
 
     from featurebridge.pipelines import predict
     from featurebridge.transforms import io as fb_io
+    from featurebridge.transforms.layout import serving_dir
     from featurebridge.transforms.serving import load_serving_spec
     from tfx_bsl.tfxio.tensor_adapter import TensorAdapter
 
@@ -184,7 +185,7 @@ def paths_results(trained):
     probes = root / "probes"
     probes.mkdir()
     paths = _write_probes(str(probes))
-    serving = str(root / "model" / "serving")
+    serving = serving_dir(str(root / "model"))
     spec = load_serving_spec(serving)
     tft_output = tft.TFTransformOutput(str(root / "analyzed"))
     features, predictions = {}, {}

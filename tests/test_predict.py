@@ -33,6 +33,7 @@ def test_job_predicted_every_held_out_row_with_its_key(job):
     by_row = {r["__row__"]: r["session_id"] for r in rows}
     assert all(by_row[i + 1] == keys[i] for i in range(len(keys)))  # position joins back too
     assert all(0 < r["probability"] < 1 and r["class_id"] in (0, 1) for r in rows)
+    assert all(r["class_name"] == str(r["class_id"]) for r in rows)  # an int 0/1 label's class names
     with open(os.path.join(job.predictions, "manifest.json")) as f:
         manifest = json.load(f)
     assert manifest["rows"] == {"read": 200, "used": 200, "rejected": 0, "predicted": 200}
@@ -85,7 +86,7 @@ def test_predict_ptransform_on_record_batches(job, tmp_path):
 
     predict = Predict(job.model, max_batch_size=2)
     assert [n for n, _ in prediction_fields(job.model)] == [
-        "session_id", "__source__", "__row__", "probability", "class_id"
+        "session_id", "__source__", "__row__", "probability", "class_id", "class_name"
     ]
     data = tmp_path / "rows.csv"
     data.write_text(_HEADER + _ROWS[0] + _ROWS[1] + _ROWS[3])
@@ -120,7 +121,7 @@ def test_predict_with_label_passes_the_raw_label_through(job, tmp_path):
     from featurebridge.transforms.predict import LABEL_FIELD, prediction_fields
 
     assert [n for n, _ in prediction_fields(job.model, with_label=True)] == [
-        "session_id", "__source__", "__row__", LABEL_FIELD, "probability", "class_id"
+        "session_id", "__source__", "__row__", LABEL_FIELD, "probability", "class_id", "class_name"
     ]
     assert dict(prediction_fields(job.model, with_label=True))[LABEL_FIELD] == "int"
     # Row 5's label is not a class id and row 6's is not an int: both kept, label None.

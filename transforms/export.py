@@ -1,5 +1,17 @@
 """The serving SavedModel: raw features in, predictions out, with the TFT graph inside.
 
+Layout (TF Serving's): `export_serving_model` writes a new numbered version
+directory under a base directory, MODEL/serving/<version>/, and TF Serving
+is pointed at the base (``--model_base_path=/abs/MODEL/serving``). The
+version is the export time in whole epoch seconds, as TFX's Pusher and
+Estimator exports number theirs: later exports get higher numbers, so TF
+Serving's default policy (serve the highest version) picks up a retrained
+model without configuration, and the number says when it was made. If the
+base already holds that number or a higher one (two exports in one second,
+a clock set back), the version is one above the highest. The export's
+description, assets.extra/featurebridge.json (`layout.SERVING_INFO`), is
+inside the version directory, so a copied version is complete.
+
 Signatures (all with TF Serving's predict method name):
 
 - ``serving_default``: ``examples``, serialized tf.Example with RAW features
@@ -22,7 +34,10 @@ Besides the signatures, the saved module has ``serve_raw_lists``
 other way to say so). `featurebridge predict` feeds it Arrow columns.
 
 Names, inputs and prediction outputs: see `featurebridge.transforms.serving`
-(`outputs_from_logits`).
+(`outputs_from_logits`). A classifier's signatures return `class_name` (the
+predicted class), and TF Serving's classification outputs `classes` and
+`scores` ([batch, n_classes], aligned) besides the probabilities and class
+ids; the class names are those of the label (`serving.class_names`).
 
 The TFT layer is kept as an attribute of the exported module so that its
 vocabulary assets and tables are saved (without it: "Table not initialized"
@@ -34,7 +49,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Dict, Mapping, Optional, Sequence
+import time
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -49,14 +65,17 @@ from featurebridge.transforms.serving import (
     SIGNATURE_TRANSFORM,
     WARMUP_FILE,
     Head,
+    class_names,
     outputs_from_logits,
     raw_signature_columns,
     serving_columns,
 )
+from featurebridge.transforms.ops import label_vocabulary_name
 from featurebridge.transforms.spec import SPLIT_FEATURE, FeatureSpec
 
 __all__ = [
     "export_serving_model",
+    "next_version",
     "write_warmup_requests",
 ]
 
@@ -94,16 +113,41 @@ def _dense_to_sparse(x: tf.Tensor) -> tf.SparseTensor:
     return tf.SparseTensor(indices, x, tf.stack([tf.shape(x, out_type=tf.int64)[0], 1]))
 
 
+def next_version(base: str, now: Optional[float] = None) -> int:
+    """The version number of a new export under `base`: `now` (default: the
+    current time) in whole epoch seconds, or one above the highest numbered
+    directory already there if that is not lower. A missing or empty base
+    gives the time."""
+    stamp = int(time.time() if now is None else now)
+    try:
+        taken = [int(n) for n in os.listdir(base) if n.isdigit()]
+    except OSError:
+        taken = []
+    return max([stamp] + [v + 1 for v in taken])
+
+
+def _label_classes(spec: FeatureSpec, head: Head, tft_output) -> Tuple[str, ...]:
+    """`serving.class_names` of the head, reading the label vocabulary of a
+    multiclass string label from the analyze output."""
+    vocabulary: Sequence[str] = ()
+    if head.kind == "multiclass" and head.label in spec.column_names and spec.column(head.label).type == "string":
+        entries = tft_output.vocabulary_by_name(label_vocabulary_name(head.label))
+        vocabulary = [e.decode("utf-8", errors="replace") if isinstance(e, bytes) else str(e) for e in entries]
+    return class_names(spec, head, vocabulary)
+
+
 def export_serving_model(
     model,
     head: Head,
     features: Sequence[object],
     analyzed_dir: str,
     spec: FeatureSpec,
-    export_dir: str,
+    export_base: str,
     warmup_examples: Optional[Sequence[bytes]] = None,
+    version: Optional[int] = None,
 ) -> Dict[str, object]:
-    """Saves the serving SavedModel (see the module docstring) to `export_dir`.
+    """Saves the serving SavedModel (see the module docstring) as a new
+    version under `export_base`: ``export_base/<version>/``.
 
     Args:
       model: the trained Keras model (transformed features -> logits).
@@ -112,18 +156,29 @@ def export_serving_model(
         transformed features, and their `weights` features, feed it).
       analyzed_dir: the analyze output whose transform_fn the model was trained on.
       spec: the feature spec of that analyze run.
-      export_dir: where to write; must not exist yet.
+      export_base: TF Serving's base directory (MODEL/serving); created if
+        missing. Versions already there are kept.
       warmup_examples: serialized raw tf.Examples for the TF Serving warm-up
         file; None writes one empty example (all features missing).
+      version: the version number; None takes `next_version(export_base)`.
 
     Returns:
-      {"signatures": {name: {"inputs": [...], "outputs": [...]}}, "path": export_dir}.
+      {"path": the version directory, "version": its number, "class_names":
+      [...] (empty for regression), "signatures": {name: {"inputs": [...],
+      "outputs": [...]}}}.
 
     Raises:
       ArtifactError: `analyzed_dir` is not an analyze output.
-      ValueError: the transform graph does not produce the model's inputs.
+      FileExistsError: ``export_base/<version>`` exists already.
+      ValueError: the transform graph does not produce the model's inputs,
+        or the label vocabulary does not match the head's classes.
     """
+    version = next_version(export_base) if version is None else int(version)
+    export_dir = os.path.join(export_base, str(version))
+    if os.path.exists(export_dir):
+        raise FileExistsError(f"{export_dir} exists already: each export needs a new version number.")
     tft_output = layout.load_analyzed(analyzed_dir).tft_output()
+    names = _label_classes(spec, head, tft_output)
     # tf.Example keys are the file column names; the transform graph's inputs the spec names.
     sources = {c.name: c.source for c in spec.columns}
     parse_spec = {sources[k]: v for k, v in raw_feature_spec(spec).items() if k in serving_columns(spec)}
@@ -148,7 +203,7 @@ def export_serving_model(
         if missing:
             raise ValueError(f"The transform graph does not produce the model inputs {missing}.")
         logits = module.model({n: transformed[n] for n in model_inputs}, training=False)
-        return outputs_from_logits(logits, head)
+        return outputs_from_logits(logits, head, names)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
     def serve_examples(examples):
@@ -196,11 +251,14 @@ def export_serving_model(
         name: {"inputs": inputs[name], "outputs": sorted(fn.structured_outputs)}
         for name, fn in signatures.items()
     }
-    info = {"spec": spec.to_dict(), "head": head.to_dict(), "signatures": described, "model_inputs": model_inputs}
+    info = {
+        "format": layout.SERVING_FORMAT, "version": version, "spec": spec.to_dict(), "head": head.to_dict(),
+        "class_names": list(names), "signatures": described, "model_inputs": model_inputs,
+    }
     with open(os.path.join(export_dir, layout.SERVING_INFO), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=2, sort_keys=True)
-    _LOG.info("Exported the serving model to %s", export_dir)
-    return {"path": export_dir, "signatures": described}
+    _LOG.info("Exported the serving model to %s (version %d)", export_dir, version)
+    return {"path": export_dir, "version": version, "class_names": list(names), "signatures": described}
 
 
 def write_warmup_requests(path: str, examples: Sequence[bytes], model_name: str = "featurebridge") -> int:

@@ -17,8 +17,16 @@ An analyze output (``featurebridge analyze --output DIR``)::
 A model (``featurebridge train --output MODEL``)::
 
     MODEL/manifest.json, MODEL/metrics.json
-    MODEL/serving/              the serving SavedModel (raw features in)
-    MODEL/serving/assets.extra/featurebridge.json   spec, head, signatures
+    MODEL/serving/              TF Serving's model base path (--model_base_path)
+    MODEL/serving/<version>/    the serving SavedModel (raw features in); the
+                                version is the export's time in epoch seconds
+                                (TFX Pusher's rule), one per export
+    MODEL/serving/<version>/assets.extra/featurebridge.json   spec, head,
+                                class names, signatures
+
+    `serving_dir` resolves MODEL, MODEL/serving (its highest version) or a
+    version directory itself. A model exported before versions (a SavedModel
+    directly in MODEL/serving/) is refused with a message to re-export it.
 
 Predictions (``featurebridge predict --output PRED``)::
 
@@ -63,6 +71,7 @@ __all__ = [
     "REJECTED_DIR",
     "REJECTED_PREFIX",
     "SERVING_DIR",
+    "SERVING_FORMAT",
     "SERVING_INFO",
     "SUMMARY_JSON",
     "TRANSFORMED_DIR",
@@ -93,6 +102,11 @@ FEATURE_STATS_FILE = "FeatureStats.pb"
 # A model.
 SERVING_DIR = "serving"
 SERVING_INFO = os.path.join("assets.extra", "featurebridge.json")
+# featurebridge.json's "format": 2 is a versioned export whose classifier
+# signatures return class names; a description without it is older.
+SERVING_FORMAT = 2
+_SAVED_MODEL = "saved_model.pb"
+_REEXPORT = "Re-run `featurebridge train` to re-export the model."
 METRICS_JSON = "metrics.json"
 
 # A whole job (`featurebridge run`).
@@ -215,20 +229,50 @@ def load_analyzed(analyzed_dir: str) -> AnalyzedOutput:
     return AnalyzedOutput(path=analyzed_dir, manifest=manifest, spec=spec)
 
 
+def _is_export(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, _SAVED_MODEL)) and os.path.isfile(os.path.join(path, SERVING_INFO))
+
+
+def _versions(base: str) -> List[int]:
+    """The versions under a TF Serving base directory, ascending: its
+    subdirectories named by a non-negative integer that hold an export."""
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return []
+    return sorted(int(n) for n in names if n.isdigit() and _is_export(os.path.join(base, n)))
+
+
 def serving_dir(model_dir: str) -> str:
-    """The SavedModel directory for `model_dir` (MODEL/serving or MODEL itself).
+    """The serving SavedModel directory of `model_dir`.
+
+    `model_dir` may be MODEL (a `featurebridge train` output), its
+    MODEL/serving (TF Serving's base path) or a version directory itself
+    (MODEL/serving/<version>, or a copy of one anywhere). In a base
+    directory the highest version wins, as TF Serving's default policy
+    picks it; version directories without saved_model.pb and
+    assets.extra/featurebridge.json are skipped.
 
     Raises:
-      ModelDirError: neither holds saved_model.pb and featurebridge.json.
+      ModelDirError: none of these holds an export; or MODEL/serving holds
+        an unversioned export (written before versions): re-export it.
     """
-    for candidate in (os.path.join(model_dir, SERVING_DIR), model_dir):
-        if os.path.exists(os.path.join(candidate, "saved_model.pb")) and os.path.exists(
-            os.path.join(candidate, SERVING_INFO)
-        ):
-            return candidate
+    if _is_export(model_dir):
+        return model_dir
+    for base in (os.path.join(model_dir, SERVING_DIR), model_dir):
+        versions = _versions(base)
+        if versions:
+            return os.path.join(base, str(versions[-1]))
+    for base in (os.path.join(model_dir, SERVING_DIR), model_dir):
+        if os.path.isfile(os.path.join(base, _SAVED_MODEL)):
+            raise ModelDirError(
+                f"{base!r} holds an unversioned SavedModel from an older featurebridge; models now live in "
+                f"MODEL/{SERVING_DIR}/<version>/ (TF Serving's layout). {_REEXPORT}"
+            )
     raise ModelDirError(
-        f"{model_dir!r} is not a featurebridge model: expected MODEL/{SERVING_DIR}/saved_model.pb "
-        f"and {SERVING_INFO}. Pass the --output of `featurebridge train`."
+        f"{model_dir!r} is not a featurebridge model: expected MODEL/{SERVING_DIR}/<version>/{_SAVED_MODEL} "
+        f"and <version>/{SERVING_INFO} (MODEL, MODEL/{SERVING_DIR} or a version directory). "
+        "Pass the --output of `featurebridge train`."
     )
 
 
@@ -240,7 +284,12 @@ def load_serving_info(model_dir: str) -> Dict[str, Any]:
         description is damaged (the message names the file).
     """
     path = os.path.join(serving_dir(model_dir), SERVING_INFO)
-    info = read_json_artifact(path, ModelDirError, "Re-run `featurebridge train` to re-export the model.")
+    info = read_json_artifact(path, ModelDirError, _REEXPORT)
     if not isinstance(info.get("spec"), Mapping):
-        raise ModelDirError(f"{path} has no 'spec' object: it is damaged. Re-run `featurebridge train` to re-export the model.")
+        raise ModelDirError(f"{path} has no 'spec' object: it is damaged. {_REEXPORT}")
+    if info.get("format") != SERVING_FORMAT:
+        raise ModelDirError(
+            f"{path} was written by an older featurebridge (format {info.get('format', 1)!r}, this one reads "
+            f"{SERVING_FORMAT}: versioned, with class names). {_REEXPORT}"
+        )
     return info

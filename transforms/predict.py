@@ -118,6 +118,11 @@ def prediction_fields(model_dir: str, with_label: bool = False) -> List[Tuple[st
     return fields
 
 
+def _row_outputs(model_dir: str) -> Tuple[str, ...]:
+    """The model outputs a prediction row carries (`OUTPUT_FIELDS` of its head)."""
+    return tuple(name for name, _ in OUTPUT_FIELDS[load_serving_info(model_dir)["head"]["kind"]])
+
+
 def _rows_in(element) -> int:
     """BatchElements' size of an element: a RecordBatch's rows (1 for an example)."""
     return element.num_rows if isinstance(element, pa.RecordBatch) else 1
@@ -129,11 +134,15 @@ class ServingModelHandler(ModelHandler[object, PredictionResult, object]):
     Elements are raw RecordBatches in ``arrow_schema_for(spec)`` layout (one
     PredictionResult per batch, whose inference is {output: array with one
     entry per row}), or serialized raw tf.Examples (one PredictionResult per
-    example). A model call gets at most `max_batch_size` rows when every
+    example, whose inference is {output: value}). The outputs are the
+    head's `serving.OUTPUT_FIELDS` (a classifier's include ``class_name``);
+    TF Serving's [batch, n_classes] ``classes`` and ``scores`` are left out.
+    A model call gets at most `max_batch_size` rows when every
     RecordBatch has at most that many (`Predict` slices them so).
 
     Args:
-      model_dir: MODEL or MODEL/serving.
+      model_dir: MODEL, MODEL/serving (its highest version) or a version
+        directory MODEL/serving/<version>.
       min_batch_size, max_batch_size: RunInference's batching bounds, in rows.
 
     Raises:
@@ -149,6 +158,7 @@ class ServingModelHandler(ModelHandler[object, PredictionResult, object]):
             )
         self._path = serving_dir(model_dir)
         self._spec_json = load_serving_spec(model_dir).to_json()
+        self._outputs = _row_outputs(model_dir)
         self._spec: Optional[FeatureSpec] = None
         self._min = min_batch_size
         self._max = max_batch_size
@@ -177,7 +187,7 @@ class ServingModelHandler(ModelHandler[object, PredictionResult, object]):
         else:  # exported before the raw-lists function: the tf.Example path
             examples = tf.constant(batch_to_examples(spec, batch), tf.string)
             outputs = model.signatures[SIGNATURE_DEFAULT](**{EXAMPLES_INPUT: examples})
-        return {k: v.numpy() for k, v in outputs.items()}
+        return {k: outputs[k].numpy() for k in self._outputs}
 
     def run_inference(self, batch: Sequence[object], model, inference_args=None) -> Iterable[PredictionResult]:
         import tensorflow as tf
@@ -186,7 +196,7 @@ class ServingModelHandler(ModelHandler[object, PredictionResult, object]):
             return []
         if not isinstance(batch[0], pa.RecordBatch):  # serialized tf.Examples
             outputs = model.signatures[SIGNATURE_DEFAULT](**{EXAMPLES_INPUT: tf.constant(list(batch))})
-            arrays = {k: v.numpy() for k, v in outputs.items()}
+            arrays = {k: outputs[k].numpy() for k in self._outputs}
             return [PredictionResult(example, {k: a[i] for k, a in arrays.items()}) for i, example in enumerate(batch)]
         whole = batch[0] if len(batch) == 1 else pa.concat_batches(list(batch))
         arrays = self._call_on_batch(model, whole)
@@ -282,7 +292,10 @@ class _ToRows(beam.DoFn):
                 out[LABEL_FIELD] = labels[i]
             for name, values in outputs.items():
                 value = values[i]
-                out[name] = value.tolist() if value.ndim else value.item()
+                if isinstance(value, bytes):  # class_name
+                    out[name] = value.decode("utf-8", errors="replace")
+                else:
+                    out[name] = value.tolist() if value.ndim else value.item()
             yield out
 
 
@@ -310,7 +323,8 @@ class Predict(beam.PTransform):
     still rejects its row, as any such cell does.
 
     Args:
-      model_dir: MODEL (the train output) or MODEL/serving.
+      model_dir: MODEL (the train output), MODEL/serving (its highest
+        version) or a version directory MODEL/serving/<version>.
       min_batch_size, max_batch_size: rows per model call.
       with_label: expect the label in the input batches and pass it through.
 

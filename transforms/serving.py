@@ -9,8 +9,9 @@ benchmarks) rely on lives here, once:
   per raw column), and the raw-lists function that Beam prediction calls;
 - the raw columns a request carries (`serving_columns`,
   `raw_signature_columns`) and their dtypes (`RAW_DTYPES`);
-- the label head (`Head`) and what a model of each head kind outputs
-  (`outputs_from_logits`, `OUTPUT_FIELDS`);
+- the label head (`Head`), its class names (`class_names`) and what a
+  model of each head kind outputs (`outputs_from_logits`, `OUTPUT_FIELDS`,
+  `SERVING_ONLY_OUTPUTS`);
 - the spec a model serves with (`serving_spec`, `load_serving_spec`).
 
 Needs TensorFlow only: no Keras, no TFT, no Beam, so prediction workers and a
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -35,10 +36,12 @@ __all__ = [
     "OUTPUT_FIELDS",
     "RAW_DTYPES",
     "RAW_LISTS_FUNCTION",
+    "SERVING_ONLY_OUTPUTS",
     "SIGNATURE_DEFAULT",
     "SIGNATURE_RAW",
     "SIGNATURE_TRANSFORM",
     "WARMUP_FILE",
+    "class_names",
     "load_serving_spec",
     "outputs_from_logits",
     "raw_signature_columns",
@@ -65,13 +68,20 @@ RAW_DTYPES = {"float": tf.float32, "int": tf.int64, "string": tf.string}
 
 HEAD_KINDS = ("binary", "multiclass", "regression")
 
-# What a model outputs per head kind, in order, with the types of the values
-# ("float_list": one probability per class).
+# What a model outputs per row, per head kind, in order, with the types of
+# the values ("float_list": one probability per class); `featurebridge
+# predict` writes these. `class_name` is the class of `class_id`.
 OUTPUT_FIELDS: Mapping[str, Tuple[Tuple[str, str], ...]] = {
-    "binary": (("probability", "float"), ("class_id", "int")),
-    "multiclass": (("probabilities", "float_list"), ("class_id", "int")),
+    "binary": (("probability", "float"), ("class_id", "int"), ("class_name", "string")),
+    "multiclass": (("probabilities", "float_list"), ("class_id", "int"), ("class_name", "string")),
     "regression": (("prediction", "float"),),
 }
+# What the serving signatures of a classifier return besides: TF Serving's
+# classification convention, `classes` [batch, n_classes] (every class name,
+# in class id order) with `scores` [batch, n_classes] aligned (the
+# probability of each). Prediction files leave them out (one row would
+# repeat every class name).
+SERVING_ONLY_OUTPUTS = ("classes", "scores")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,20 +111,73 @@ class Head:
         return dataclasses.asdict(self)
 
 
-def outputs_from_logits(logits: tf.Tensor, head: Head) -> Dict[str, tf.Tensor]:
+def class_names(spec: FeatureSpec, head: Head, label_vocabulary: Sequence[str] = ()) -> Tuple[str, ...]:
+    """The name of each class of `head`, by class id (none for regression).
+
+    - binary, int label: "0", "1"; bool label: "false", "true"; string label:
+      "not <positive>", "<positive>" (the spec names only the positive value;
+      every other value is class 0).
+    - multiclass, string label: the label vocabulary's entries
+      (`label_vocabulary`, in class id order; TFT's "<count> <value>" lines
+      with frequencies are read as the value); int label: "0" .. "K-1".
+
+    Args:
+      spec: the spec the model was trained with (its label column's type).
+      head: the model's head.
+      label_vocabulary: the lines of the label vocabulary of a multiclass
+        string label (`ops.label_vocabulary_name`); unused otherwise.
+
+    Raises:
+      ValueError: a multiclass string label whose vocabulary does not have
+        one entry per class.
+    """
+    if head.kind == "regression":
+        return ()
+    ltype = spec.column(head.label).type if head.label in spec.column_names else "int"
+    if head.kind == "binary":
+        if ltype == "string" and spec.label is not None and spec.label.positive is not None:
+            return (f"not {spec.label.positive}", spec.label.positive)
+        return ("false", "true") if ltype == "bool" else ("0", "1")
+    if ltype != "string":
+        return tuple(str(i) for i in range(head.num_classes))
+    lines = list(label_vocabulary)
+    if lines and all(line.split(" ", 1)[0].isdigit() and " " in line for line in lines):
+        lines = [line.split(" ", 1)[1] for line in lines]
+    if len(lines) != head.num_classes:
+        raise ValueError(
+            f"The label vocabulary of {head.label!r} has {len(lines)} entries but the model has "
+            f"{head.num_classes} classes; re-run analyze and train together."
+        )
+    return tuple(lines)
+
+
+def outputs_from_logits(logits: tf.Tensor, head: Head, names: Sequence[str] = ()) -> Dict[str, tf.Tensor]:
     """The prediction outputs, as the serving signatures return them.
 
-    binary: probability [batch] float32, class_id [batch] int64.
-    multiclass: probabilities [batch, classes], class_id [batch].
+    binary: probability [batch] float32 (of class 1), class_id [batch] int64.
+    multiclass: probabilities [batch, classes], class_id [batch] (argmax).
     regression: prediction [batch] float32.
-    An empty batch gives empty outputs.
+    A classifier with class `names` (`class_names`) also returns class_name
+    [batch] string (the name of class_id), and TF Serving's classification
+    outputs `SERVING_ONLY_OUTPUTS`: classes [batch, n] string (every name, in
+    class id order) and scores [batch, n] float32 aligned with them (binary:
+    1 - probability, probability). An empty batch gives empty outputs.
     """
+    if head.kind == "regression":
+        return {"prediction": logits[:, 0]}
     if head.kind == "binary":
         p = tf.sigmoid(logits[:, 0])
-        return {"probability": p, "class_id": tf.cast(p >= 0.5, tf.int64)}
-    if head.kind == "multiclass":
-        return {"probabilities": tf.nn.softmax(logits), "class_id": tf.argmax(logits, axis=1)}
-    return {"prediction": logits[:, 0]}
+        out = {"probability": p, "class_id": tf.cast(p >= 0.5, tf.int64)}
+        scores = tf.stack([1.0 - p, p], axis=1)
+    else:
+        scores = tf.nn.softmax(logits)
+        out = {"probabilities": scores, "class_id": tf.argmax(logits, axis=1)}
+    if names:
+        table = tf.constant(list(names), tf.string)
+        out["class_name"] = tf.gather(table, out["class_id"])
+        out["classes"] = tf.tile(table[tf.newaxis, :], tf.stack([tf.shape(scores)[0], 1]))
+        out["scores"] = scores
+    return out
 
 
 def serving_columns(spec: FeatureSpec) -> List[str]:
