@@ -104,7 +104,7 @@ def write_analyzed(directory: str, seed: int = 0, shift: float = 0.0, hostile: b
     pages = rng.poisson(4, n)
     devices = {"mobile": int(300 - shift * 200), "desktop": int(150 + shift * 150), "tablet": 50}
     raw = [
-        numeric_feature("age", age, missing=12, markers={"NA": 8, "": 4}),
+        numeric_feature("age", age, missing=12, markers={"NA": 8, "<empty>": 4}),
         numeric_feature("pages", pages, int_type=True),
         string_feature("device", devices, missing=3),
         string_feature("city", {f"city_{i:03d}": int(200 / (i + 1)) + 1 for i in range(40)}),

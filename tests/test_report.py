@@ -2,6 +2,7 @@
 and the `featurebridge report` command) on hand-made analyze outputs
 (tests.report_helpers), plus one check on the shared real run."""
 
+import json
 import os
 import re
 import subprocess
@@ -83,7 +84,7 @@ def test_user_data_is_escaped(page):
 def test_statistics_shown(page):
     text = page["plain"]
     age = _sections(text)[("raw", "age")]
-    assert "missing as <code>&quot;NA&quot;</code>" in age and "missing as <code>&quot;&quot;</code>" in age and "2.3% (12)" in age
+    assert "missing as <code>NA</code>" in age and "missing as <code>&lt;empty&gt;</code>" in age and "2.3% (12)" in age
     assert re.search(r"<th>mean</th><td>3\d\.\d+</td>", age)
     device = _sections(text)[("raw", "device")]
     assert "mobile" in device and "<th>distinct</th><td>3</td>" in device
@@ -212,10 +213,13 @@ def test_real_analyze_output(job, tmp_path):
     analyzed = job.analyzed
     if not os.path.exists(os.path.join(analyzed, "pre_transform_stats", "FeatureStats.pb")):
         pytest.skip("this analyze pass writes no statistics yet")
+    # The analyze pass wrote the page itself, before sealing its manifest.
+    with open(os.path.join(analyzed, "manifest.json")) as f:
+        assert REPORT_HTML in json.load(f)["outputs"]
     run = load_run(analyzed)
     text = open(write_report(analyzed, analyzed, output=str(tmp_path / "r.html"))).read()
     sections = _sections(text)
-    assert {n for s, n in sections if s == "raw"} >= set(job.spec().column_names()) - {""}
+    assert {n for s, n in sections if s == "raw"} == set(job.spec().column_names)
     assert len(sections) == len(run.raw) + len(run.transformed)
     assert all("<svg" in body for body in sections.values())
     assert "<b>0</b> of" in text  # a run against itself: no drift

@@ -6,7 +6,6 @@ values, paths, warnings) is escaped here, once, by `_e`.
 from __future__ import annotations
 
 import html
-import json
 import math
 from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
@@ -185,7 +184,8 @@ def _feature(section: str, anchor: str, view, base) -> str:
     rows = [["count", _num(view.count)],
             ["missing", f'<meter min="0" max="1" value="{view.missing_share:.4f}"></meter> '
                         f"{view.missing_share:.1%} ({_num(view.missing)})"]]
-    rows += [[f"missing as <code>{_e(json.dumps(m, ensure_ascii=False))}</code>", _num(c)] for m, c in view.missing_by]
+    # Markers as the readers name them: "<empty>", "<null>", "<nan>" or the spec's own ("NA").
+    rows += [[f"missing as <code>{_e(m)}</code>", _num(c)] for m, c in view.missing_by]
     rows += [[_e(k), _num(v)] for k, v in view.numbers]
     if view.num_nan:
         rows.append(["NaN", _num(view.num_nan)])
