@@ -3,7 +3,8 @@
 `run(argv)` is the command (usage: featurebridge.pipelines.commands);
 `run_predict` is the same job with typed arguments. The pipeline reads rows
 with the analyze readers, predicts with RunInference, writes
-PRED/predictions-*.jsonl and PRED/rejected/, and, once every prediction is
+PRED/predictions-*.jsonl (a classifier's rows carry ``class_name`` beside
+``class_id``) and PRED/rejected/, and, once every prediction is
 written, checks that predictions == rows used and writes the row counts as
 PRED/rows.json (`layout.PREDICT_ROWS_JSON`), which the manifest repeats.
 """
@@ -91,7 +92,8 @@ def run_predict(
     """Runs batch prediction; returns the manifest (row counts, outputs).
 
     Args:
-      model: the model directory (`featurebridge train --output`) or its serving/.
+      model: the model directory (`featurebridge train --output`), its serving/
+        (the highest version is used) or a version directory serving/<version>.
       files: input file globs (a list, or comma separated). The label column
         may be there or not; it is not used unless `with_label`.
       output: the directory to write (atomically).

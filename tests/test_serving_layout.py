@@ -127,21 +127,6 @@ def test_user_preprocessing_fn_outputs_are_checked_by_name():
 # ---------------------------------------------------------------- the demo model (the shared job run)
 
 
-def signature_listing(loaded) -> str:
-    """`saved_model_cli show --all`, in short: each signature's inputs and
-    outputs with dtype and shape, the block docs/serving.md shows."""
-    lines = []
-    for name in sorted(loaded.signatures):
-        fn = loaded.signatures[name]
-        lines.append(name)
-        specs = [("in", k, s) for k, s in sorted(fn.structured_input_signature[1].items())]
-        specs += [("out", k, s) for k, s in sorted(fn.structured_outputs.items())]
-        for way, key, s in specs:
-            shape = "[" + ", ".join("batch" if d is None else str(d) for d in s.shape.as_list()) + "]"
-            lines.append(f"  {way:4s}{key:34s}{s.dtype.name:8s}{shape}")
-    return "\n".join(lines)
-
-
 def _doc_block(marker: str) -> str:
     """The fenced block after ``<!-- marker -->`` in docs/serving.md."""
     with open(DOC, encoding="utf-8") as f:
@@ -204,10 +189,24 @@ def answer(fn, body):
     out = {k: v.numpy().tolist() for k, v in fn(**{k: tensor([r[k] for r in rows], s) for k, s in inputs.items()}).items()}
     return {"predictions": [{k: text(a[i]) for k, a in out.items()} for i in range(len(rows))]}
 
+def signature_listing(loaded):
+    # `saved_model_cli show --all`, in short: the block docs/serving.md shows.
+    lines = []
+    for name in sorted(loaded.signatures):
+        fn = loaded.signatures[name]
+        lines.append(name)
+        specs = [("in", k, s) for k, s in sorted(fn.structured_input_signature[1].items())]
+        specs += [("out", k, s) for k, s in sorted(fn.structured_outputs.items())]
+        for way, key, s in specs:
+            shape = "[" + ", ".join("batch" if d is None else str(d) for d in s.shape.as_list()) + "]"
+            lines.append(f"  {way:4s}{key:34s}{s.dtype.name:8s}{shape}")
+    return "\n".join(lines)
+
 model = tf.saved_model.load(sys.argv[1])
 bodies = json.load(open(sys.argv[2]))
-print(json.dumps({name: answer(model.signatures[body.get("signature_name", "serving_default")], body)
-                  for name, body in bodies.items()}))
+answers = {name: answer(model.signatures[body.get("signature_name", "serving_default")], body)
+           for name, body in bodies.items()}
+print(json.dumps({"listing": signature_listing(model), "answers": answers}))
 """
 
 
@@ -215,8 +214,6 @@ print(json.dumps({name: answer(model.signatures[body.get("signature_name", "serv
 def test_the_documented_signatures_and_rest_requests_match_the_export(job, tmp_path):
     import tensorflow as tf
 
-    listing = signature_listing(tf.saved_model.load(job.serving))
-    assert listing == _doc_block("signatures"), "docs/serving.md's signature block is stale; paste:\n" + listing
     command = _doc_block("tensorflow_model_server")
     assert "--model_base_path=/abs/MODEL/serving" in command and "--rest_api_port=8501" in command
     raw_body, examples_body = _curl_body(_doc_block("request: serving_raw")), _curl_body(_doc_block("request: serving_default"))
@@ -240,7 +237,9 @@ def test_the_documented_signatures_and_rest_requests_match_the_export(job, tmp_p
     proc = subprocess.run([sys.executable, str(script), job.serving, str(bodies)], capture_output=True, text=True,
                           env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    answers = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    listing, answers = result["listing"], result["answers"]
+    assert listing == _doc_block("signatures"), "docs/serving.md's signature block is stale; paste:\n" + listing
     documented = json.loads(_doc_block("response"))["predictions"][0]
     for name in ("raw", "examples"):
         rows = answers[name]["predictions"]

@@ -8,7 +8,8 @@ inside the serving model, so there is one definition of every feature.
 Missing values are filled inside the graph according to the column's policy,
 so serving fills them the same way. The rules every preprocessing_fn shares
 (raw inputs, dropping missing values, the split, timestamp parts) live in
-featurebridge.transforms.graph_rules, loading a user's function in
+featurebridge.transforms.graph_rules, loading a user's function and checking
+its outputs against the contract (docs/serving.md) in
 featurebridge.transforms.user_fn; both are re-exported here.
 """
 
@@ -31,7 +32,7 @@ from featurebridge.transforms.graph_rules import (
 )
 from featurebridge.transforms.ops import LabelOp, bucketize_epsilon, fill_for, fill_vocabulary_name, label_vocabulary_name, ops_of
 from featurebridge.transforms.spec import SPLIT_FEATURE, Column, Cross, FeatureSpec
-from featurebridge.transforms.user_fn import load_preprocessing_fn
+from featurebridge.transforms.user_fn import check_outputs, checked_preprocessing_fn, load_preprocessing_fn
 
 # The shared rules and the user-function loader are re-exported: callers import them from here.
 __all__ = [
@@ -53,6 +54,8 @@ __all__ = [
     "fill_vocabulary_name",
     "label_vocabulary_name",
     "load_preprocessing_fn",
+    "check_outputs",
+    "checked_preprocessing_fn",
     "raw_feature_spec",
 ]
 
