@@ -1,7 +1,10 @@
 """`featurebridge report ANALYZED [--baseline OTHER] [--output FILE]`: the
 statistics report of an analyze output as one self-contained HTML page
 (`featurebridge.transforms.report.write_report`), with drift against another
-analyze output when --baseline is given.
+analyze output when --baseline is given. It writes ./report.html by default,
+never into ANALYZED: ANALYZED/report.html is the analyze pass's own page,
+sealed (digested) in its manifest, so `featurebridge lineage --verify` would
+report a rewrite as a change.
 
 Exit status 2 (the CLI's usage-error status) when ANALYZED or OTHER is not an
 analyze output with statistics. No TensorFlow is imported.
@@ -37,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
         help="another analyze output to compare with (training data vs serving data, yesterday vs today)",
     )
     parser.add_argument(
-        "--output", metavar="FILE", default=None, help="where to write the page (default: ANALYZED/report.html)"
+        "--output", metavar="FILE", default="report.html",
+        help="where to write the page (default: report.html in the current directory; ANALYZED/report.html is "
+        "the page the analyze pass wrote and sealed in its manifest, which this command leaves alone)",
     )
     return parser
 
@@ -59,7 +64,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     from featurebridge.transforms.report import write_report
 
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
         raise UsageError(
             f"--output {args.output!r}: its directory does not exist; create it or choose another file."
         )

@@ -158,8 +158,10 @@ def test_manifest_given_instead_of_the_file(tmp_path):
     write_analyzed(str(tmp_path))
     os.remove(tmp_path / "manifest.json")
     text = open(write_report(str(tmp_path), manifest={"rows": {"read": 7, "used": 6, "rejected": 1,
-                                                              "rejected_by": {"x: bad": 1}}})).read()
+                                                              "rejected_by": {"x: bad": 1}},
+                                                     "pipeline_options": {"output": "/final/out"}})).read()
     assert "<b>7</b> rows read" in text and "<td>bad</td>" in text
+    assert "<title>featurebridge statistics: /final/out</title>" in text  # not the staging directory
     text = open(write_report(str(tmp_path))).read()
     assert "<b>500</b> rows in the statistics (no manifest yet)" in text
 
@@ -188,12 +190,20 @@ def test_errors_say_what_to_do(tmp_path, capsys):
     assert "featurebridge report: error:" in capsys.readouterr().err
 
 
-def test_command(runs, tmp_path, capsys):
+def test_command(runs, tmp_path, capsys, monkeypatch):
     current, _, baseline = runs
     out = str(tmp_path / "r.html")
     assert report_command.main([current, "--baseline", baseline, "--output", out]) == 0
     assert f"report: {out} (drift against {baseline})" in capsys.readouterr().out
     assert 'id="drift"' in open(out).read()
+    # By default in the current directory: the analyze output's own (sealed) page stays as it is.
+    monkeypatch.chdir(tmp_path)
+    before = open(os.path.join(current, REPORT_HTML)).read() if os.path.exists(os.path.join(current, REPORT_HTML)) else None
+    assert report_command.main([current]) == 0
+    assert os.path.exists(tmp_path / "report.html")
+    assert (open(os.path.join(current, REPORT_HTML)).read() if before is not None else None) == before
+    assert report_command.main([current, "--output", str(tmp_path / "no" / "r.html")]) == 2
+    assert "its directory does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         report_command.main(["--help"])
     assert "--baseline OTHER" in capsys.readouterr().out
@@ -216,6 +226,9 @@ def test_real_analyze_output(job, tmp_path):
     # The analyze pass wrote the page itself, before sealing its manifest.
     with open(os.path.join(analyzed, "manifest.json")) as f:
         assert REPORT_HTML in json.load(f)["outputs"]
+    with open(os.path.join(analyzed, REPORT_HTML), encoding="utf-8") as f:
+        title = re.search(r"<title>(.*?)</title>", f.read()).group(1)
+    assert ".staging" not in title and title.endswith(os.path.basename(analyzed))
     run = load_run(analyzed)
     text = open(write_report(analyzed, analyzed, output=str(tmp_path / "r.html"))).read()
     sections = _sections(text)

@@ -209,6 +209,9 @@ class RunStatistics:
       raw, transformed: {name: FeatureView} of the raw columns and of the
         transformed features ({} when that statistics file is absent).
       raw_examples, transformed_examples: num_examples of each.
+      shown_path: the directory as the page names it: `path`, or where the
+        analyze pass is about to move it (its --output) when it reports on
+        its staging directory.
     """
 
     path: str
@@ -218,6 +221,10 @@ class RunStatistics:
     transformed: Dict[str, FeatureView]
     raw_examples: int = 0
     transformed_examples: int = 0
+    shown_path: str = ""
+
+    def __post_init__(self):
+        self.shown_path = self.shown_path or self.path
 
 
 def _json(path: str) -> Mapping[str, Any]:
@@ -238,7 +245,8 @@ def load_run(path: str, manifest: Optional[Mapping[str, Any]] = None) -> RunStat
       path: the analyze output directory (or a `featurebridge run` output,
         whose analyzed/ is used).
       manifest: the manifest to use instead of path/manifest.json (the
-        analyze pass passes its own before sealing it).
+        analyze pass passes its own before sealing it; the page then names
+        the directory by its pipeline_options.output).
 
     Raises:
       ArtifactError: `path` is not a directory, or has neither statistics file.
@@ -262,8 +270,11 @@ def load_run(path: str, manifest: Optional[Mapping[str, Any]] = None) -> RunStat
         )
     raw_n, raw = feature_views(load_statistics(pre)) if os.path.exists(pre) else (0, {})
     post_n, post_views = feature_views(load_statistics(post)) if os.path.exists(post) else (0, {})
+    # A manifest handed over is the analyze pass's own, on its staging directory.
+    shown = (manifest.get("pipeline_options") or {}).get("output") if manifest is not None else None
     return RunStatistics(
         path=path,
+        shown_path=str(shown or path),
         manifest=manifest if manifest is not None else _json(os.path.join(path, layout.MANIFEST)),
         constants=_json(os.path.join(path, layout.CONSTANTS_JSON)),
         raw=raw,

@@ -61,7 +61,7 @@ def _header(run, baseline) -> str:
     m = run.manifest
     rows = m.get("rows", {})
     per_file = rows.get("per_file", {})
-    parts = [f"<h1>featurebridge statistics: {_e(run.path)}</h1>"]
+    parts = [f"<h1>featurebridge statistics: {_e(run.shown_path)}</h1>"]
     if rows:
         parts.append(
             f"<p><b>{_num(rows.get('read', 0))}</b> rows read, <b>{_num(rows.get('used', 0))}</b> used, "
@@ -232,7 +232,7 @@ def render_page(run, baseline=None) -> str:
       run: featurebridge.transforms.report.RunStatistics of the analyze output.
       baseline: the same for the baseline run, or None (no drift section).
     """
-    title = f"featurebridge statistics: {run.path}"
+    title = f"featurebridge statistics: {run.shown_path}"
     return "".join([
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width,initial-scale=1">',

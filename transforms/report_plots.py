@@ -131,7 +131,10 @@ def top_values_plot(
         q = {v: c / q_total for v, c in baseline}
         names = sorted(set(p) | set(q), key=lambda v: -max(p.get(v, 0), q.get(v, 0)))[:_TOP]
     rows = max(len(names), 1)
-    fig, ax = _figure(height=min(0.7 + 0.16 * rows * (2 if baseline is not None else 1), 3.6), left=1.45)
+    # Room for the longest label shown (8 pt text: ~0.065 in a character).
+    longest = max((len(_label(v)) for v in names), default=1)
+    fig, ax = _figure(height=min(0.7 + 0.16 * rows * (2 if baseline is not None else 1), 3.6),
+                      left=min(0.35 + 0.065 * longest, 1.6))
     with rc_context(_RC):
         y = np.arange(len(names))
         if not names:
