@@ -84,6 +84,9 @@ def test_class_names_by_label_kind_and_type():
 
     assert class_names(spec("binary", "int"), Head("binary", "y")) == ("0", "1")
     assert class_names(spec("binary", "bool"), Head("binary", "y")) == ("false", "true")
+    # A binary string label: the data's other value (the analyze statistics' class counts) names class 0.
+    assert class_names(spec("binary", "string", "yes"), Head("binary", "y"), label_values=["no", "yes"]) == ("no", "yes")
+    assert class_names(spec("binary", "string", "yes"), Head("binary", "y"), label_values=["no", "yes", "maybe"]) == ("not yes", "yes")
     assert class_names(spec("binary", "string", "yes"), Head("binary", "y")) == ("not yes", "yes")
     assert class_names(spec("multiclass", "int"), Head("multiclass", "y", 3)) == ("0", "1", "2")
     # TFT's vocabulary with frequencies ("count value"), in class id order.

@@ -50,7 +50,7 @@ import json
 import logging
 import os
 import time
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -126,14 +126,37 @@ def next_version(base: str, now: Optional[float] = None) -> int:
     return max([stamp] + [v + 1 for v in taken])
 
 
-def _label_classes(spec: FeatureSpec, head: Head, tft_output) -> Tuple[str, ...]:
+def _label_values(analyzed_dir: str, label: str) -> List[str]:
+    """The raw values of the label column in the analyze statistics' class
+    counts (`layout.PRE_TRANSFORM_STATS_DIR`); [] when there are none (an
+    output written before statistics, or unreadable ones)."""
+    from featurebridge.transforms.errors import ArtifactError
+    from featurebridge.transforms.report import feature_views, load_statistics
+
+    path = os.path.join(analyzed_dir, layout.PRE_TRANSFORM_STATS_DIR, layout.FEATURE_STATS_FILE)
+    if not os.path.isfile(path):
+        return []
+    try:
+        view = feature_views(load_statistics(path))[1].get(label)
+    except ArtifactError as e:
+        _LOG.warning("Class names: the statistics are unreadable (%s); class 0 is named 'not <positive>'.", e)
+        return []
+    return [value for value, _ in view.classes] if view is not None else []
+
+
+def _label_classes(spec: FeatureSpec, head: Head, tft_output, analyzed_dir: str) -> Tuple[str, ...]:
     """`serving.class_names` of the head, reading the label vocabulary of a
-    multiclass string label from the analyze output."""
+    multiclass string label, or the values of a binary string label, from
+    the analyze output."""
     vocabulary: Sequence[str] = ()
-    if head.kind == "multiclass" and head.label in spec.column_names and spec.column(head.label).type == "string":
+    values: Sequence[str] = ()
+    ltype = spec.column(head.label).type if head.label in spec.column_names else None
+    if head.kind == "multiclass" and ltype == "string":
         entries = tft_output.vocabulary_by_name(label_vocabulary_name(head.label))
         vocabulary = [e.decode("utf-8", errors="replace") if isinstance(e, bytes) else str(e) for e in entries]
-    return class_names(spec, head, vocabulary)
+    elif head.kind == "binary" and ltype == "string":
+        values = _label_values(analyzed_dir, head.label)
+    return class_names(spec, head, vocabulary, values)
 
 
 def export_serving_model(
@@ -178,7 +201,7 @@ def export_serving_model(
     if os.path.exists(export_dir):
         raise FileExistsError(f"{export_dir} exists already: each export needs a new version number.")
     tft_output = layout.load_analyzed(analyzed_dir).tft_output()
-    names = _label_classes(spec, head, tft_output)
+    names = _label_classes(spec, head, tft_output, analyzed_dir)
     # tf.Example keys are the file column names; the transform graph's inputs the spec names.
     sources = {c.name: c.source for c in spec.columns}
     parse_spec = {sources[k]: v for k, v in raw_feature_spec(spec).items() if k in serving_columns(spec)}

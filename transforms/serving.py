@@ -111,12 +111,16 @@ class Head:
         return dataclasses.asdict(self)
 
 
-def class_names(spec: FeatureSpec, head: Head, label_vocabulary: Sequence[str] = ()) -> Tuple[str, ...]:
+def class_names(
+    spec: FeatureSpec, head: Head, label_vocabulary: Sequence[str] = (), label_values: Sequence[str] = ()
+) -> Tuple[str, ...]:
     """The name of each class of `head`, by class id (none for regression).
 
     - binary, int label: "0", "1"; bool label: "false", "true"; string label:
-      "not <positive>", "<positive>" (the spec names only the positive value;
-      every other value is class 0).
+      the one other value than the positive one seen in the data (from
+      `label_values`), then the positive value, e.g. ("no", "yes"); when
+      the data held no or several other values (every value but the
+      positive one is class 0), "not <positive>" names class 0.
     - multiclass, string label: the label vocabulary's entries
       (`label_vocabulary`, in class id order; TFT's "<count> <value>" lines
       with frequencies are read as the value); int label: "0" .. "K-1".
@@ -126,6 +130,8 @@ def class_names(spec: FeatureSpec, head: Head, label_vocabulary: Sequence[str] =
       head: the model's head.
       label_vocabulary: the lines of the label vocabulary of a multiclass
         string label (`ops.label_vocabulary_name`); unused otherwise.
+      label_values: the raw label values seen in the training data (the
+        analyze statistics' class counts); used for a binary string label.
 
     Raises:
       ValueError: a multiclass string label whose vocabulary does not have
@@ -136,7 +142,9 @@ def class_names(spec: FeatureSpec, head: Head, label_vocabulary: Sequence[str] =
     ltype = spec.column(head.label).type if head.label in spec.column_names else "int"
     if head.kind == "binary":
         if ltype == "string" and spec.label is not None and spec.label.positive is not None:
-            return (f"not {spec.label.positive}", spec.label.positive)
+            positive = spec.label.positive
+            others = sorted({v for v in label_values if v != positive})
+            return (others[0] if len(others) == 1 else f"not {positive}", positive)
         return ("false", "true") if ltype == "bool" else ("0", "1")
     if ltype != "string":
         return tuple(str(i) for i in range(head.num_classes))
