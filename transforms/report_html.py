@@ -19,7 +19,7 @@ header{background:#fff;border-bottom:1px solid #dadce0;padding:16px 28px}
 main{padding:8px 28px 40px}
 h1{font-size:22px;margin:0 0 6px}h2{font-size:18px;margin:28px 0 10px}h3{font-size:15px;margin:0 0 6px;word-break:break-all}
 nav a{margin-right:14px}a{color:#1a56c9}
-table{border-collapse:collapse;background:#fff}td,th{border:1px solid #e0e2e6;padding:3px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;background:#fff;max-width:100%}td a,td code{overflow-wrap:anywhere}td,th{border:1px solid #e0e2e6;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f1f3f4;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .row{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}.row .feature{width:480px}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:14px;align-items:start}
