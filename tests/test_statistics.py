@@ -163,6 +163,7 @@ def test_count_missing_markers_matches_pandas(run):
 
     from featurebridge.transforms.data_stats import count_missing_markers
     from featurebridge.transforms.spec import FeatureSpec
+    from featurebridge.transforms.validation import chunk_to_batch
 
     _, _, frame, tmp = run
     spec = FeatureSpec.from_text(SPEC, trusted=True)
@@ -171,6 +172,9 @@ def test_count_missing_markers_matches_pandas(run):
         column_types={n: pa.string() for n in names}, strings_can_be_null=False))
     keep = np.arange(N) % 7 != 0
     counts = count_missing_markers(table, spec, keep)
+    # The readers' shortcut: only the cells their batch holds as missing are looked at.
+    batch, _ = chunk_to_batch("data.csv", table.filter(pa.array(keep)), np.flatnonzero(keep) + 2, spec, False)
+    assert count_missing_markers(table, spec, keep, batch=batch) == counts
     for name in ("num", "cnt", "cat", "text"):
         text = frame[name].str.strip()[keep]
         expected = {m: int(n) for m, n in {"<empty>": (text == "").sum(), "NA": (text == "NA").sum(),

@@ -190,6 +190,11 @@ def load_statistics(path: str):
         return pb.DatasetFeatureStatisticsList.FromString(f.read())
 
 
+def _short(x: float) -> float:
+    """Seven significant digits (float32's): 14.285714 for 14.285714149475098."""
+    return float(f"{x:.7g}")
+
+
 def statistics_summary(features: Iterable[Mapping[str, Any]]) -> Dict[str, Dict[str, Any]]:
     """The manifest's short view: {feature: {missing_share, distinct?}} (plus
     min/max/mean for numbers), rounded."""
@@ -201,6 +206,6 @@ def statistics_summary(features: Iterable[Mapping[str, Any]]) -> Dict[str, Dict[
         if f["distinct"] is not None:
             entry["distinct"] = f["distinct"]
         if f["kind"] == "numeric" and f["count"]:
-            entry.update(min=f["min"], max=f["max"], mean=round(f["mean"], 6))
+            entry.update(min=_short(f["min"]), max=_short(f["max"]), mean=_short(f["mean"]))
         out[f["name"]] = entry
     return out
