@@ -179,6 +179,9 @@ def test_features_without_values(tmp_path):
 def test_errors_say_what_to_do(tmp_path, capsys):
     with pytest.raises(ArtifactError, match="is not a directory"):
         load_run(str(tmp_path / "nope"))
+    (tmp_path / "manifest.json").write_text('{"job": "train"}')
+    with pytest.raises(ArtifactError, match=r"is not an analyze output \(its manifest.json is of a 'train' run\)"):
+        load_run(str(tmp_path))
     (tmp_path / "constants.json").write_text("{}")
     with pytest.raises(ArtifactError, match=r"an analyze output without statistics.*run `featurebridge analyze` again"):
         load_run(str(tmp_path))

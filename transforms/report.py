@@ -262,9 +262,16 @@ def load_run(path: str, manifest: Optional[Mapping[str, Any]] = None) -> RunStat
         )
     pre, post = os.path.join(path, PRE_TRANSFORM_STATS), os.path.join(path, POST_TRANSFORM_STATS)
     if not os.path.exists(pre) and not os.path.exists(post):
-        what = "an analyze output" if os.path.exists(os.path.join(path, layout.CONSTANTS_JSON)) else "a directory"
+        if not os.path.exists(os.path.join(path, layout.CONSTANTS_JSON)):
+            job = _json(os.path.join(path, layout.MANIFEST)).get("job") if os.path.exists(
+                os.path.join(path, layout.MANIFEST)) else None
+            raise ArtifactError(
+                f"{path} is not an analyze output" + (f" (its {layout.MANIFEST} is of a {job!r} run)" if job else "")
+                + f": it has no {PRE_TRANSFORM_STATS}, {POST_TRANSFORM_STATS} or {layout.CONSTANTS_JSON}. Pass the "
+                "--output directory of `featurebridge analyze` (or of `featurebridge run`)."
+            )
         raise ArtifactError(
-            f"{path} is {what} without statistics: neither {PRE_TRANSFORM_STATS} nor "
+            f"{path} is an analyze output without statistics: neither {PRE_TRANSFORM_STATS} nor "
             f"{POST_TRANSFORM_STATS} is there. Analyze outputs written by featurebridge 0.1 before "
             "statistics existed have none: run `featurebridge analyze` again."
         )
