@@ -110,7 +110,7 @@ class Progress:
         command: str,
         *,
         interval: float = 4.0,
-        tick: float = 0.5,
+        tick: float = 0.25,
         live: Optional[bool] = None,
         enabled: bool = True,
         counts: Callable[[], Dict[str, Dict[str, float]]] = _read_progress,
