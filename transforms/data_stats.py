@@ -76,10 +76,12 @@ class FeaturePlan:
 
 def raw_feature_plans(spec) -> List[FeaturePlan]:
     """The plans of a spec's raw columns, in spec order: strings, text and
-    timestamps as STRING; bools and the label also with top values, the label
-    with its exact class counts; floats without a distinct count (as TFDV)."""
+    timestamps as STRING; bools and a classification label also with top
+    values, the label with its exact class counts; floats without a distinct
+    count (as TFDV)."""
     plans = []
-    label = spec.label.column if spec.label else None
+    # A regression target is a number like any other: no class counts.
+    label = spec.label.column if spec.label and spec.label.kind != "regression" else None
     for column in spec.columns:
         kind = "string" if column.storage == "string" else "numeric"
         type_ = {"float": "FLOAT", "int": "INT", "string": "STRING"}[column.storage]
