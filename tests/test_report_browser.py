@@ -103,10 +103,10 @@ def test_drift_table_with_a_baseline(browser, pages):
     _check_features(browser, run)
 
 
-def test_real_analyze_output(browser, job, tmp_path):
+def test_real_analyze_output(browser, job):
     """The shared demo run's own statistics (tests.job_helpers), in the browser."""
     if not os.path.exists(os.path.join(job.analyzed, "pre_transform_stats", "FeatureStats.pb")):
         pytest.skip("this analyze pass writes no statistics yet")
-    page = write_report(job.analyzed, job.analyzed, output=str(tmp_path / "report.html"))
+    page = os.path.join(job.analyzed, "report.html")  # as the analyze pass wrote it
     assert _open(browser, page) == []
     _check_features(browser, load_run(job.analyzed))
