@@ -323,7 +323,7 @@ ENTRIES: Tuple[Entry, ...] = (
         description=(
             "featurebridge predict: runs the exported serving model on raw Rows. Config: "
             "model_dir (STRING, absolute path of an export inside an allowed root; the "
-            "SavedModel is model_dir/serving). "
+            "SavedModel is the highest version under model_dir/serving/). "
             "Input 'input': Rows with one nullable field per raw column (no label needed). "
             "Outputs 'output': Rows with the key column (if any) and the model's outputs; "
             "'rejected': Rows(source, row, column, value, reason)."

@@ -48,9 +48,11 @@ _TRAIN = """\
     featurebridge train --analyzed OUT --output MODEL [--model linear|dnn|wide_and_deep]
                         [--epochs N] [--batch_size N]
 
-Writes MODEL/serving/ (SavedModel: serving_default on raw tf.Examples,
-serving_raw on named raw tensors, transform_features), MODEL/metrics.json
-(model vs a trivial baseline on a held-out split) and MODEL/manifest.json."""
+Writes MODEL/serving/<version>/ (a SavedModel TF Serving loads as it is:
+serving_default on raw tf.Examples, serving_raw on named raw tensors,
+transform_features), MODEL/metrics.json (model vs a trivial baseline on a
+held-out split, per epoch and per class), MODEL/logs/ (TensorBoard) and
+MODEL/manifest.json."""
 
 _PREDICT = """\
 `featurebridge predict`: raw files + trained model -> predictions, on Beam.

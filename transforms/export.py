@@ -75,6 +75,7 @@ from featurebridge.transforms.spec import SPLIT_FEATURE, FeatureSpec
 
 __all__ = [
     "export_serving_model",
+    "label_class_names",
     "next_version",
     "write_warmup_requests",
 ]
@@ -144,10 +145,10 @@ def _label_values(analyzed_dir: str, label: str) -> List[str]:
     return [value for value, _ in view.classes] if view is not None else []
 
 
-def _label_classes(spec: FeatureSpec, head: Head, tft_output, analyzed_dir: str) -> Tuple[str, ...]:
+def label_class_names(spec: FeatureSpec, head: Head, tft_output, analyzed_dir: str) -> Tuple[str, ...]:
     """`serving.class_names` of the head, reading the label vocabulary of a
     multiclass string label, or the values of a binary string label, from
-    the analyze output."""
+    the analyze output. `train` names the classes of its metrics with it too."""
     vocabulary: Sequence[str] = ()
     values: Sequence[str] = ()
     ltype = spec.column(head.label).type if head.label in spec.column_names else None
@@ -201,7 +202,7 @@ def export_serving_model(
     if os.path.exists(export_dir):
         raise FileExistsError(f"{export_dir} exists already: each export needs a new version number.")
     tft_output = layout.load_analyzed(analyzed_dir).tft_output()
-    names = _label_classes(spec, head, tft_output, analyzed_dir)
+    names = label_class_names(spec, head, tft_output, analyzed_dir)
     # tf.Example keys are the file column names; the transform graph's inputs the spec names.
     sources = {c.name: c.source for c in spec.columns}
     parse_spec = {sources[k]: v for k, v in raw_feature_spec(spec).items() if k in serving_columns(spec)}

@@ -25,6 +25,7 @@ import tf_keras as keras
 
 from featurebridge.transforms import layout
 from featurebridge.transforms.errors import ArtifactError, TrainingError
+from featurebridge.transforms.export import label_class_names
 from featurebridge.transforms.metrics import baseline_metrics, evaluate_predictions
 from featurebridge.transforms.model import (
     MODEL_TYPES,
@@ -359,24 +360,6 @@ def _per_epoch(history: Mapping[str, Sequence[float]]) -> List[Dict[str, object]
     ]
 
 
-def _class_names(spec: FeatureSpec, tft_output: tft.TFTransformOutput, head: Head) -> List[str]:
-    """Multiclass: each class id's name (a string label's vocabulary entry,
-    else the id as text); other heads: []."""
-    if head.kind != "multiclass":
-        return []
-    label = spec.label
-    names = [str(i) for i in range(head.num_classes)]
-    if LabelOp(label, spec.column(label.column)).has_classes:
-        try:  # stored with frequencies: "300 high"
-            entries = tft_output.vocabulary_by_name(label_vocabulary_name(label.column))
-        except (ValueError, OSError, tf.errors.NotFoundError) as e:
-            _LOG.warning("Class names of %s not readable (%s); metrics name classes by id.", label.column, e)
-            return names
-        for i, entry in enumerate(entries[: head.num_classes]):
-            names[i] = entry.decode("utf-8", "replace").split(" ", 1)[-1]
-    return names
-
-
 # ---------------------------------------------------------------------------
 # The loop
 
@@ -473,7 +456,8 @@ def train_model(
             callbacks=[epoch_log, *_tensorboard_callbacks(log_dir)],
         )
         y_eval, outs = _predict(model, head, eval_ds)
-    class_names = _class_names(spec, tft_output, head)
+    # The names the serving export gives the classes (one source for both).
+    class_names = list(label_class_names(spec, head, tft_output, analyzed_dir)) if head.kind == "multiclass" else []
     metrics = {
         "model": evaluate_predictions(head, y_eval, outs, class_names),
         "baseline": baseline_metrics(head, train_labels, y_eval, class_names),

@@ -271,8 +271,9 @@ class PredictRows(beam.PTransform):
     not needed; extra fields are ignored). Null or empty values are missing and
     are filled inside the model by the spec's policies.
     Outputs: ``{"output": Rows (key column if any, input_source, input_row,
-    then the model outputs: probability and class_id for binary,
-    probabilities and class_id for multiclass, prediction for regression);
+    then the model outputs: probability, class_id and class_name for binary,
+    probabilities, class_id and class_name for multiclass, prediction for
+    regression);
     "rejected": Rows (source, row, column, value, reason)}``. ``input_source``
     and ``input_row`` name the batch and row a prediction came from, as in
     the rejected output.

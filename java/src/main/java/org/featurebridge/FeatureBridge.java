@@ -70,9 +70,9 @@ public final class FeatureBridge {
 
   /**
    * The exported serving model run on raw Rows (no label needed). {@code output}: the key column
-   * (if any), {@code input_source}, {@code input_row}, then {@code probability} and {@code
-   * class_id} (binary), {@code probabilities} and {@code class_id} (multiclass) or {@code
-   * prediction} (regression). Null input values are missing values filled inside the model by the
+   * (if any), {@code input_source}, {@code input_row}, then {@code probability}, {@code class_id}
+   * and {@code class_name} (binary), {@code probabilities}, {@code class_id} and {@code
+   * class_name} (multiclass) or {@code prediction} (regression). Null input values are missing values filled inside the model by the
    * spec's policies; values the spec rejects send their row to {@code rejected}.
    *
    * @param modelDir absolute path of an existing {@code featurebridge train} output (or its
