@@ -154,7 +154,8 @@ def bucket_tie_warnings(features: Mapping[str, Mapping]) -> List[str]:
         warnings.append(
             f"{name}: column '{f['column']}' asked for {f.get('num_buckets', boundaries.size + 1)} quantile buckets, "
             f"but its {boundaries.size} boundaries hold only "
-            f"{distinct.size} distinct values ({tied}), so at most {distinct.size + 1} buckets are used and the rest "
+            f"{distinct.size} distinct value{'s' if distinct.size > 1 else ''} ({tied}), so at most "
+            f"{distinct.size + 1} buckets are used and the rest "
             "stay empty (buckets lost to ties: many rows share those values). Use fewer buckets, transform the "
             "column first (log, clip), or treat the repeated value apart (a vocabulary or an indicator feature)."
         )
