@@ -54,5 +54,5 @@ setuptools.setup(
     license="Apache-2.0",
     install_requires=REQUIRED,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["featurebridge=featurebridge.pipelines.cli:main"]},
+    entry_points={"console_scripts": ["featurebridge=featurebridge.pipelines.cli:console_main"]},
 )

@@ -1,7 +1,5 @@
 """``python -m featurebridge.pipelines COMMAND ...``: the `featurebridge` command."""
 
-import sys
+from featurebridge.pipelines.cli import console_main
 
-from featurebridge.pipelines.cli import main
-
-sys.exit(main())
+console_main()

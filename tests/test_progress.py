@@ -183,12 +183,21 @@ def test_our_named_analyzers_cache_key_warning_is_dropped_a_users_is_not(caplog)
     analyzer_name("age_zscore")
     absl = logging.getLogger("absl")
     message = "Analyzer (%s) node's cache key varies on repeated tracing. This warning is safe to ignore if..."
-    with caplog.at_level(logging.WARNING, logger="absl"):
-        absl.warning(message, "age_zscore/mean_and_var/temporary_analyzer_output_1/PlaceholderWithDefault:0")
-        absl.warning(message, "age_zscore_1/mean_and_var/temporary_analyzer_output/PlaceholderWithDefault:0")
-        absl.warning(message, "my_own_mean/mean_and_var/temporary_analyzer_output/PlaceholderWithDefault:0")
-        absl.warning("something else about %s", "age_zscore/x")
-    assert [r.getMessage().split(")")[0] for r in caplog.records] == [
+    # A handler of our own on the absl logger: the root handlers (caplog's
+    # included) may carry the CLI's filters from an earlier test's main().
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    absl.addHandler(handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="absl"):
+            absl.warning(message, "age_zscore/mean_and_var/temporary_analyzer_output_1/PlaceholderWithDefault:0")
+            absl.warning(message, "age_zscore_1/mean_and_var/temporary_analyzer_output/PlaceholderWithDefault:0")
+            absl.warning(message, "my_own_mean/mean_and_var/temporary_analyzer_output/PlaceholderWithDefault:0")
+            absl.warning("something else about %s", "age_zscore/x")
+    finally:
+        absl.removeHandler(handler)
+    assert [r.getMessage().split(")")[0] for r in records] == [
         "Analyzer (my_own_mean/mean_and_var/temporary_analyzer_output/PlaceholderWithDefault:0",
         "something else about age_zscore/x",
     ]
