@@ -17,6 +17,8 @@ REQUIRED = [
     "tensorflow>=2.21,<2.22",
     "tensorflow-transform>=1.21,<1.22",
     "tfx-bsl>=1.21,<1.22",
+    # The statistics protos (DatasetFeatureStatisticsList) TFDV and Facets read.
+    "tensorflow-metadata>=1.21,<1.22",
     "pyarrow>=25,<26",
     "grpcio>=1.85,<2",
     "grpcio-health-checking>=1.81,<2",

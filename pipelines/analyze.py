@@ -147,7 +147,7 @@ def _analyze_staged(
     from featurebridge.transforms.preprocessing import load_preprocessing_fn
 
     try:
-        user_fn = load_preprocessing_fn(preprocessing_fn) if preprocessing_fn else None
+        user_fn = load_preprocessing_fn(preprocessing_fn, spec) if preprocessing_fn else None
     except ValueError as e:  # malformed, not importable or not callable
         raise UsageError(str(e)) from None
     # What the manifest records: the Beam flags and this job's own settings.

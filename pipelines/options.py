@@ -236,6 +236,11 @@ class RunArgs:
         parser.add_argument("--epochs", type=int, default=5, help="Training epochs.")
         parser.add_argument("--train_batch_size", type=int, default=256, help="Rows per training step.")
         parser.add_argument("--overwrite", action="store_true", default=False, help="Replace existing outputs.")
+        parser.add_argument(
+            "--baseline", default=None,
+            help="An earlier analyze output (e.g. OTHER_RUN/analyzed): the analyzed/report.html "
+            "shows each feature's drift against it.",
+        )
 
     @classmethod
     def parse(cls, argv: Sequence[str]) -> Tuple[argparse.Namespace, List[str]]:
@@ -246,6 +251,10 @@ class RunArgs:
         problems = [f"--{n} is required" for n in ("input", "spec", "output") if not getattr(args, n)]
         if args.epochs < 1 or args.train_batch_size < 1:
             problems.append("--epochs and --train_batch_size must be positive")
+        if args.baseline:
+            problem = baseline_problem(args.baseline)
+            if problem:
+                problems.append(problem)
         refuse("run", problems)
         return args, rest
 

@@ -144,6 +144,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
         args.spec, args.input, args.output, beam_flags,
         holdout=args.holdout, input_format=args.input_format, model=args.model,
         epochs=args.epochs, train_batch_size=args.train_batch_size, overwrite=args.overwrite,
+        baseline=args.baseline,
     )
 
 
@@ -159,6 +160,7 @@ def run_job(
     epochs: int = 5,
     train_batch_size: int = 256,
     overwrite: bool = False,
+    baseline: Optional[str] = None,
 ) -> Dict[str, object]:
     """Runs the four stages and returns the summary (also OUT/summary.json).
 
@@ -172,6 +174,8 @@ def run_job(
       input_format: csv, parquet, tfrecord or jsonl; None infers it per file.
       model, epochs, train_batch_size: what to train.
       overwrite: replace earlier stage outputs.
+      baseline: an earlier analyze output; analyzed/report.html shows the
+        drift against it (None: no drift section).
 
     Raises:
       SpecError, InputError, OutputExistsError, UsageError: before any stage
@@ -213,7 +217,8 @@ def run_job(
         _LOG.info("[1/3] analyze: %d file(s); holding out %d file(s) (%s)", len(train_files), len(holdout_files), how)
         t = time.monotonic()
         analyzed = run_analyze(
-            spec_path, train_files, analyzed_dir, pipeline_args, input_format=input_format, overwrite=overwrite
+            spec_path, train_files, analyzed_dir, pipeline_args, input_format=input_format, overwrite=overwrite,
+            baseline=baseline,
         )
         timings["analyze"] = round(time.monotonic() - t, 2)
 

@@ -67,7 +67,10 @@ def test_every_format_gives_the_same_batches(tmp_path):
         assert rejected == [], path
         assert table.to_pydict() == expected, path
         # "present": per column, the used rows that had a value (expected above: x 2, n 2, s 3).
+        markers = stats.pop("missing_by_marker")
         assert stats == {"source": str(path), "read": 3, "used": 3, "rejected": 0, "present": {"x": 2, "n": 2, "s": 3}, "rejected_by": {}}
+        # The missing cells by what made them missing: an empty CSV cell, else no value.
+        assert markers == {c: {"<empty>" if path.suffix == ".csv" else "<null>": 1} for c in ("x", "n")}, path
         assert table.schema.field("x").type == pa.large_list(pa.float32())
 
 
@@ -150,7 +153,7 @@ def test_empty_file_yields_zero_stats(tmp_path):
     path.write_text("x,n,s\n")
     table, rejected, stats = _collect(path)
     assert table is None and rejected == []
-    assert stats == {"source": str(path), "read": 0, "used": 0, "rejected": 0, "present": {"x": 0, "n": 0, "s": 0}, "rejected_by": {}}
+    assert stats == {"source": str(path), "read": 0, "used": 0, "rejected": 0, "present": {"x": 0, "n": 0, "s": 0}, "rejected_by": {}, "missing_by_marker": {}}
 
 
 def test_read_raw_data_validates_on_the_launcher(tmp_path):

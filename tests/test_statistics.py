@@ -187,8 +187,6 @@ def test_count_missing_markers_matches_pandas(run):
     assert count_missing_markers(native, spec2) == {"num": {"<null>": 1, "<nan>": 1}, "flag": {"<null>": 2}}
 
 
-@pytest.mark.xfail(strict=True, reason="needs the readers to report missing_by_marker: "
-                   "transforms/io.py read_file must call data_stats.count_missing_markers (lead)")
 def test_missing_counted_by_marker(run):
     out, manifest, frame, _ = run
     features = _features(_stats(out, layout.PRE_TRANSFORM_STATS_DIR).datasets[0])

@@ -26,8 +26,10 @@ import uuid
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
+from featurebridge.transforms.data_stats import count_missing_markers
 from featurebridge.transforms.errors import InputError, UsageError
 from featurebridge.transforms.readers import (
     FILE_ERRORS,
@@ -111,9 +113,11 @@ def read_file(
 ) -> Iterator[Tuple[str, object]]:
     """Reads one file, yielding ("batch", RecordBatch), ("rejected", RejectedRow)
     and finally ("stats", {"source", "read", "used", "rejected", "present",
-    "rejected_by"}), where "present" counts, per spec column, the used rows
-    that had a value, and "rejected_by" counts the rejected rows' problems by
-    "column: reason" (a row with two bad cells counts under both).
+    "rejected_by", "missing_by_marker"}), where "present" counts, per spec
+    column, the used rows that had a value, "rejected_by" counts the rejected
+    rows' problems by "column: reason" (a row with two bad cells counts under
+    both), and "missing_by_marker" the used rows' missing cells by what made
+    them missing ({column: {marker: n}}, `data_stats.count_missing_markers`).
 
     An empty file yields only its stats (all zero). Every row of the file is
     counted in "read" and is either used or rejected with its reason (a CSV
@@ -133,6 +137,7 @@ def read_file(
     read = used = rejected = 0
     present = dict.fromkeys(columns, 0)
     rejected_by: Dict[str, int] = {}
+    missing_by_marker: Dict[str, Dict[str, int]] = {}
     try:
         types = [c.type for c in spec.columns]
         for table, rows, bad in raw_chunks(path, fmt, sources, batch_size, spec.input, types):
@@ -150,6 +155,8 @@ def read_file(
             if batch is not None:
                 used += batch.num_rows
                 count_present(batch, present)
+                keep = ~np.isin(rows, [r.row for r in more_bad]) if more_bad else None
+                count_missing_markers(table, spec, keep, into=missing_by_marker, batch=batch)
                 yield "batch", batch
     except InputError:
         raise
@@ -158,6 +165,7 @@ def read_file(
     yield "stats", {
         "source": path, "read": read, "used": used, "rejected": rejected,
         "present": present, "rejected_by": dict(sorted(rejected_by.items())),
+        "missing_by_marker": missing_by_marker,
     }
 
 
