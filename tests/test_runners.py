@@ -351,7 +351,7 @@ def test_wheel_has_the_packages_and_console_script(wheel):
                    "featurebridge/runner_configs/flink-local.yaml"):
         assert member in names, member
     assert not any(n.startswith(("tests/", "transforms/", "pipelines/", "expansion_service/")) for n in names)
-    assert re.search(r"^featurebridge\s*=\s*featurebridge\.pipelines\.cli:main$", entry_points, re.M), entry_points
+    assert re.search(r"^featurebridge\s*=\s*featurebridge\.pipelines\.cli:console_main$", entry_points, re.M), entry_points
     assert re.search(rf"^Requires-Dist: apache-beam\[gcp\].*2\.{beam.__version__.split('.')[1]}", metadata, re.M)
     assert re.search(r"^Requires-Python: .*>=3\.11", metadata, re.M), metadata
 

@@ -260,7 +260,16 @@ class Finalize(beam.DoFn):
             from featurebridge.transforms.report import write_report
 
             # Before the seal: the manifest digests the report too.
-            write_report(self._staging, self._baseline_dir, manifest=manifest)
+            try:
+                write_report(self._staging, self._baseline_dir, manifest=manifest)
+            except Exception as e:  # pylint: disable=broad-except  # the analysis is done: keep it
+                problem = (
+                    f"report.html was not written ({type(e).__name__}: {e}). The statistics are in "
+                    f"{layout.PRE_TRANSFORM_STATS_DIR}/ and {layout.POST_TRANSFORM_STATS_DIR}/; "
+                    f"`featurebridge report {self._final_dir}` draws the page again (please report this bug)."
+                )
+                _LOG.warning("%s", problem)
+                manifest["warnings"] = [*manifest["warnings"], problem]
         provenance.seal_manifest(self._staging, manifest)
         if self._commit:
             yield self._commit_to_final()

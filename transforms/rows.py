@@ -212,10 +212,19 @@ class _RowsToBatchesFn(beam.DoFn):
             yield self._complete(batch)
         used = batch.num_rows if batch is not None else 0
         present = dict.fromkeys(self._spec.column_names, 0)
+        missing_by_marker: dict = {}
         if batch is not None:
+            import numpy as np
+
+            from featurebridge.transforms.data_stats import count_missing_markers
+
             validation.count_present(batch, present)
+            # Rows are numbered from 1 (table_to_batch's first_row); the used ones count.
+            keep = ~np.isin(np.arange(1, table.num_rows + 1), [r.row for r in rejected]) if rejected else None
+            count_missing_markers(table, self._spec, keep, into=missing_by_marker, batch=batch)
         yield beam.pvalue.TaggedOutput(
-            "stats", {"source": source, "read": len(rows), "used": used, "rejected": len(rejected), "present": present}
+            "stats", {"source": source, "read": len(rows), "used": used, "rejected": len(rejected), "present": present,
+                      "missing_by_marker": missing_by_marker}
         )
 
     def _complete(self, batch: pa.RecordBatch) -> pa.RecordBatch:
