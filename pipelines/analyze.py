@@ -235,8 +235,9 @@ def summarize(result: Dict[str, object], output: str) -> str:
     if result.get("statistics"):
         lines.append(
             f"  {layout.RAW_METADATA_DIR}/  {layout.PRE_TRANSFORM_STATS_DIR}/  {layout.POST_TRANSFORM_STATS_DIR}/ "
-            "(TFDV statistics)  report.html"
+            "(TFDV statistics)"
         )
+        lines.append(f"Statistics report (open in a browser): {os.path.join(os.path.abspath(output), layout.REPORT_HTML)}")
     if rows["rejected"]:
         lines.append(f"  {rows['rejected']} rejected rows with reasons: {os.path.join(output, layout.REJECTED_DIR)}/")
         by = rows.get("rejected_by") or {}

@@ -321,7 +321,11 @@ def summarize(result: Dict[str, object], output: str = "") -> str:
         f"  predictions    {a['predictions']}",
         f"  summary        {a['summary']}",
     ]
+    report = os.path.join(a["analyzed"], layout.REPORT_HTML)
+    if os.path.isfile(report):
+        lines.insert(lines.index("Artifacts:") + 2, f"  data report    {report}")
     logs = os.path.join(a["model"], LOGS_DIR)
     if os.path.isdir(logs):
         lines.append(f"  curves         tensorboard --logdir {logs}")
+    lines.append(f"  lineage        featurebridge lineage {output or os.path.dirname(a['summary'])} --verify")
     return "\n".join(lines)

@@ -167,6 +167,10 @@ def test_summaries_show_the_new_metrics(job):
     assert "pr_auc" in text and "ece" in text
     assert "training input" not in text  # the demo holds out its last file
     assert len(text.splitlines()) < 40
+    # Where to look next: the data report, the curves, the lineage.
+    report = os.path.join(job.summary["artifacts"]["analyzed"], "report.html")
+    assert os.path.isfile(report) and f"data report    {report}" in text
+    assert "tensorboard --logdir" in text and "featurebridge lineage" in text and "--verify" in text
     one_file = dict(job.summary)
     one_file.update(predictions_on_training_input=True, warnings=[run_job.TRAINING_INPUT_WARNING])
     one_file["metrics"] = dict(job.summary["metrics"], holdout=None, training_input=job.summary["metrics"]["holdout"])

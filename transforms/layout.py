@@ -70,6 +70,7 @@ __all__ = [
     "RAW_METADATA_DIR",
     "REJECTED_DIR",
     "REJECTED_PREFIX",
+    "REPORT_HTML",
     "SERVING_DIR",
     "SERVING_FORMAT",
     "SERVING_INFO",
@@ -98,6 +99,7 @@ RAW_METADATA_DIR = "metadata"
 PRE_TRANSFORM_STATS_DIR = "pre_transform_stats"
 POST_TRANSFORM_STATS_DIR = "post_transform_stats"
 FEATURE_STATS_FILE = "FeatureStats.pb"
+REPORT_HTML = "report.html"  # the statistics report (featurebridge.transforms.report)
 
 # A model.
 SERVING_DIR = "serving"

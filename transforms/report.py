@@ -31,7 +31,7 @@ __all__ = [
 
 PRE_TRANSFORM_STATS = os.path.join("pre_transform_stats", "FeatureStats.pb")
 POST_TRANSFORM_STATS = os.path.join("post_transform_stats", "FeatureStats.pb")
-REPORT_HTML = "report.html"
+REPORT_HTML = layout.REPORT_HTML
 
 
 @dataclasses.dataclass
