@@ -104,7 +104,7 @@ def run_analyze(
     if isinstance(spec, str):
         spec = load_spec(spec)
     patterns = files if isinstance(files, str) else ",".join(files)
-    reader = fb_io.ReadRawData(patterns, spec, input_format, batch_size)
+    reader = fb_io.ReadRawData(patterns, spec, input_format, batch_size, missing_markers=True)
     # The lock on OUTPUT first (a second run on it is refused in seconds, before
     # TensorFlow loads); then everything until the pipeline has finished runs
     # under it: the commit happens on a worker, inside the pipeline.
@@ -190,11 +190,11 @@ def _analyze_staged(
         # Two reads of the input: one for analysis (and the row counts), one
         # for the transform phase, so no runner has to hold every raw batch
         # until analysis finishes (memory stays flat as the input grows).
-        reread = (pipeline | "ReadForTransform" >> reader).batches
+        reread = (pipeline | "ReadForTransform" >> reader.rereading()).batches
         # tf-idf's out-of-vocabulary document count needs the finished
         # vocabulary: one more read, rather than holding the first one.
         has_tfidf = any(t.type == "tfidf" for c in spec.columns for t in c.transforms)
-        oov_read = (pipeline | "ReadForOovCount" >> reader).batches if has_tfidf and user_fn is None else None
+        oov_read = (pipeline | "ReadForOovCount" >> reader.rereading()).batches if has_tfidf and user_fn is None else None
         _ = (
             pipeline
             | "Read" >> reader

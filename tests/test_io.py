@@ -63,7 +63,7 @@ def _write_all_formats(tmp_path):
 def test_every_format_gives_the_same_batches(tmp_path):
     expected = {"x": [[1.5], [], [2.0]], "n": [[2], [3], []], "s": [[b"a"], [b"b"], [b"a b"]]}
     for path in _write_all_formats(tmp_path):
-        table, rejected, stats = _collect(path)
+        table, rejected, stats = _collect(path, missing_markers=True)
         assert rejected == [], path
         assert table.to_pydict() == expected, path
         # "present": per column, the used rows that had a value (expected above: x 2, n 2, s 3).
@@ -153,7 +153,7 @@ def test_empty_file_yields_zero_stats(tmp_path):
     path.write_text("x,n,s\n")
     table, rejected, stats = _collect(path)
     assert table is None and rejected == []
-    assert stats == {"source": str(path), "read": 0, "used": 0, "rejected": 0, "present": {"x": 0, "n": 0, "s": 0}, "rejected_by": {}, "missing_by_marker": {}}
+    assert stats == {"source": str(path), "read": 0, "used": 0, "rejected": 0, "present": {"x": 0, "n": 0, "s": 0}, "rejected_by": {}}
 
 
 def test_read_raw_data_validates_on_the_launcher(tmp_path):

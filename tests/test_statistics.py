@@ -206,6 +206,11 @@ def test_label_class_counts_are_exact(run):
     y = _features(_stats(out, layout.PRE_TRANSFORM_STATS_DIR).datasets[0])["y"]
     classes = {b.label: b.sample_count for b in _custom(y)["class_counts"].rank_histogram.buckets}
     assert classes == frame["y"].value_counts().to_dict()
+    # What the serving export names a binary string label's classes from.
+    from featurebridge.transforms.stats_proto import class_counts
+
+    assert dict(class_counts(_stats(out, layout.PRE_TRANSFORM_STATS_DIR), "y")) == classes
+    assert class_counts(_stats(out, layout.PRE_TRANSFORM_STATS_DIR), "no_such_feature") == []
 
 
 def test_transformed_statistics_match_the_written_examples(run):

@@ -132,17 +132,16 @@ def _label_values(analyzed_dir: str, label: str) -> List[str]:
     counts (`layout.PRE_TRANSFORM_STATS_DIR`); [] when there are none (an
     output written before statistics, or unreadable ones)."""
     from featurebridge.transforms.errors import ArtifactError
-    from featurebridge.transforms.report import feature_views, load_statistics
+    from featurebridge.transforms.stats_proto import class_counts, load_statistics
 
     path = os.path.join(analyzed_dir, layout.PRE_TRANSFORM_STATS_DIR, layout.FEATURE_STATS_FILE)
     if not os.path.isfile(path):
         return []
     try:
-        view = feature_views(load_statistics(path))[1].get(label)
+        return [value for value, _ in class_counts(load_statistics(path), label)]
     except ArtifactError as e:
         _LOG.warning("Class names: the statistics are unreadable (%s); class 0 is named 'not <positive>'.", e)
         return []
-    return [value for value, _ in view.classes] if view is not None else []
 
 
 def label_class_names(spec: FeatureSpec, head: Head, tft_output, analyzed_dir: str) -> Tuple[str, ...]:

@@ -17,6 +17,7 @@ under their spec name.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -110,14 +111,16 @@ def read_file(
     file_format: Optional[str] = None,
     batch_size: int = 10_000,
     include_position: bool = False,
+    missing_markers: bool = False,
 ) -> Iterator[Tuple[str, object]]:
     """Reads one file, yielding ("batch", RecordBatch), ("rejected", RejectedRow)
     and finally ("stats", {"source", "read", "used", "rejected", "present",
-    "rejected_by", "missing_by_marker"}), where "present" counts, per spec
-    column, the used rows that had a value, "rejected_by" counts the rejected
-    rows' problems by "column: reason" (a row with two bad cells counts under
-    both), and "missing_by_marker" the used rows' missing cells by what made
-    them missing ({column: {marker: n}}, `data_stats.count_missing_markers`).
+    "rejected_by"}), where "present" counts, per spec column, the used rows
+    that had a value, and "rejected_by" counts the rejected rows' problems by
+    "column: reason" (a row with two bad cells counts under both). With
+    `missing_markers` (the analyze pass's statistics read), the stats also
+    hold "missing_by_marker": the used rows' missing cells by what made them
+    missing ({column: {marker: n}}, `data_stats.count_missing_markers`).
 
     An empty file yields only its stats (all zero). Every row of the file is
     counted in "read" and is either used or rejected with its reason (a CSV
@@ -137,7 +140,7 @@ def read_file(
     read = used = rejected = 0
     present = dict.fromkeys(columns, 0)
     rejected_by: Dict[str, int] = {}
-    missing_by_marker: Dict[str, Dict[str, int]] = {}
+    missing_by_marker: Optional[Dict[str, Dict[str, int]]] = {} if missing_markers else None
     try:
         types = [c.type for c in spec.columns]
         for table, rows, bad in raw_chunks(path, fmt, sources, batch_size, spec.input, types):
@@ -155,18 +158,21 @@ def read_file(
             if batch is not None:
                 used += batch.num_rows
                 count_present(batch, present)
-                keep = ~np.isin(rows, [r.row for r in more_bad]) if more_bad else None
-                count_missing_markers(table, spec, keep, into=missing_by_marker, batch=batch)
+                if missing_by_marker is not None:
+                    keep = ~np.isin(rows, [r.row for r in more_bad]) if more_bad else None
+                    count_missing_markers(table, spec, keep, into=missing_by_marker, batch=batch)
                 yield "batch", batch
     except InputError:
         raise
     except FILE_ERRORS as e:
         raise unreadable_error(path, fmt, e) from None
-    yield "stats", {
+    stats = {
         "source": path, "read": read, "used": used, "rejected": rejected,
         "present": present, "rejected_by": dict(sorted(rejected_by.items())),
-        "missing_by_marker": missing_by_marker,
     }
+    if missing_by_marker is not None:
+        stats["missing_by_marker"] = missing_by_marker
+    yield "stats", stats
 
 
 _PROGRESS_EVERY = 500_000
@@ -254,8 +260,9 @@ def _first_time(token: str, path: str) -> bool:
 class _ReadFileDoFn(beam.DoFn):
     def __init__(
         self, spec_json: str, file_format: Optional[str], batch_size: int, include_position: bool,
-        progress_key: str = "", files: int = 0,
+        progress_key: str = "", files: int = 0, missing_markers: bool = False,
     ):
+        self._missing_markers = missing_markers
         self._spec_json = spec_json
         self._format = file_format
         self._batch_size = batch_size
@@ -276,7 +283,9 @@ class _ReadFileDoFn(beam.DoFn):
         log = _LOG.info if tell else _LOG.debug
         log("Reading %s", path)
         rows, next_report = 0, _PROGRESS_EVERY
-        for kind, value in read_file(path, self._spec, self._format, self._batch_size, self._include_position):
+        for kind, value in read_file(
+            path, self._spec, self._format, self._batch_size, self._include_position, self._missing_markers
+        ):
             if kind == "batch":
                 rows += value.num_rows
                 self._rows_read.inc(value.num_rows)
@@ -319,6 +328,9 @@ class ReadRawData(beam.PTransform):
     column or has it twice, or a Parquet column of a type the spec column
     cannot read (`check_headers`; `check_columns=False` skips it). Each file is read
     by one worker; split large inputs into several files to read them in parallel.
+    With `missing_markers`, each file's stats also count its missing cells by
+    marker (`read_file`; the analyze pass's statistics); `rereading()` is the
+    same reader without that work, for a pass that reads the files again.
     """
 
     def __init__(
@@ -329,6 +341,7 @@ class ReadRawData(beam.PTransform):
         batch_size: int = 10_000,
         include_position: bool = False,
         check_columns: bool = True,
+        missing_markers: bool = False,
     ):
         super().__init__()
         if file_format is not None and file_format not in FORMATS:
@@ -347,9 +360,17 @@ class ReadRawData(beam.PTransform):
         self._format = file_format
         self._batch_size = batch_size
         self._include_position = include_position
+        self._missing_markers = missing_markers
         # Names this reader in the live progress and its "Reading FILE" log,
         # which is said once per file, however many times the reader is applied.
         self._token = uuid.uuid4().hex[:12]
+
+    def rereading(self) -> "ReadRawData":
+        """This reader (same files, checks already done) without the
+        missing-marker counts: for a pass whose stats nobody reads."""
+        again = copy.copy(self)
+        again._missing_markers = False  # pylint: disable=protected-access
+        return again
 
     def expand(self, pbegin) -> ReadResult:
         results = (
@@ -361,6 +382,7 @@ class ReadRawData(beam.PTransform):
                 _ReadFileDoFn(
                     self._spec.to_json(), self._format, self._batch_size, self._include_position,
                     progress_key=f"{self._token}/{self.label}", files=len(self.files),
+                    missing_markers=self._missing_markers,
                 )
             ).with_outputs("rejected", "stats", main="batches")
         )

@@ -15,7 +15,8 @@ from typing import Any, Dict, Mapping, Optional
 
 from featurebridge.transforms import layout
 from featurebridge.transforms.errors import ArtifactError
-from featurebridge.transforms.report_views import FeatureView, feature_views, load_statistics
+from featurebridge.transforms.report_views import FeatureView, feature_views
+from featurebridge.transforms.stats_proto import load_statistics
 
 __all__ = [
     "FeatureView",

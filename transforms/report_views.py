@@ -11,9 +11,13 @@ import dataclasses
 from typing import Any, Dict, List, Tuple
 
 from featurebridge.transforms.drift import Bucket
-from featurebridge.transforms.errors import ArtifactError
+from featurebridge.transforms.stats_proto import (
+    CUSTOM_CLASS_COUNTS,
+    CUSTOM_MISSING_BY_MARKER,
+    CUSTOM_QUANTILES,
+)
 
-__all__ = ["FeatureView", "feature_views", "load_statistics"]
+__all__ = ["FeatureView", "feature_views"]
 
 _QUANTILES = 1  # statistics_pb2.Histogram.QUANTILES
 
@@ -117,10 +121,6 @@ def _strings(view: FeatureView, stats) -> None:
 
 
 # Custom stats the analyze pass writes (featurebridge.transforms.stats_proto).
-_MISSING_BY_MARKER = "missing_by_marker/"
-_CLASS_COUNTS = "class_counts"
-_TOP_VALUES = "top_values"
-_FINE = "quantiles"
 
 
 def _ranked(custom) -> List[Tuple[str, float]]:
@@ -130,13 +130,13 @@ def _ranked(custom) -> List[Tuple[str, float]]:
 def _custom(view: FeatureView, custom) -> None:
     which = custom.WhichOneof("val")
     name = custom.name
-    if name.startswith(_MISSING_BY_MARKER) and which == "num":
-        view.missing_by.append((name[len(_MISSING_BY_MARKER):], custom.num))
+    if name.startswith(CUSTOM_MISSING_BY_MARKER) and which == "num":
+        view.missing_by.append((name[len(CUSTOM_MISSING_BY_MARKER):], custom.num))
     elif "missing" in name.lower() and which == "num":
         view.missing_by.append((name, custom.num))
-    elif name == _CLASS_COUNTS and which == "rank_histogram":
+    elif name == CUSTOM_CLASS_COUNTS and which == "rank_histogram":
         view.classes = _ranked(custom)
-    elif name == _FINE and which == "histogram":
+    elif name == CUSTOM_QUANTILES and which == "histogram":
         view.fine = [(b.low_value, b.high_value, b.sample_count) for b in custom.histogram.buckets]
     elif which == "rank_histogram" and not view.top_values:
         view.top_values = _ranked(custom)
@@ -144,29 +144,6 @@ def _custom(view: FeatureView, custom) -> None:
         view.numbers.append((name, custom.num))
     elif which == "str":
         view.numbers.append((name, custom.str))
-
-
-def load_statistics(path: str):
-    """Reads a binary DatasetFeatureStatisticsList (what the analyze pass
-    writes; TFDV's `load_stats_binary` reads the same).
-
-    Raises:
-      ArtifactError: the file is missing or not such a proto.
-    """
-    from google.protobuf.message import DecodeError
-    from tensorflow_metadata.proto.v0 import statistics_pb2
-
-    stats = statistics_pb2.DatasetFeatureStatisticsList()
-    try:
-        with open(path, "rb") as f:
-            stats.ParseFromString(f.read())
-    except (OSError, DecodeError) as e:
-        raise ArtifactError(
-            f"Cannot read the statistics {path}: {e}. It should be a binary "
-            "tensorflow_metadata DatasetFeatureStatisticsList written by `featurebridge analyze`; "
-            "run the analyze again to rewrite it."
-        ) from None
-    return stats
 
 
 def feature_views(stats) -> Tuple[int, Dict[str, FeatureView]]:

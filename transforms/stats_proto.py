@@ -32,7 +32,7 @@ Conventions (what a reader, such as the HTML report, can rely on):
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -45,6 +45,7 @@ __all__ = [
     "POST_TRANSFORM_DATASET",
     "PRE_TRANSFORM_DATASET",
     "build_statistics",
+    "class_counts",
     "load_statistics",
     "statistics_summary",
     "write_statistics",
@@ -184,10 +185,40 @@ def write_statistics(directory: str, subdir: str, statistics) -> str:
 
 
 def load_statistics(path: str):
-    """Reads a binary `DatasetFeatureStatisticsList` (what `tfdv.load_stats_binary` reads)."""
-    pb = _pb()
-    with open(path, "rb") as f:
-        return pb.DatasetFeatureStatisticsList.FromString(f.read())
+    """Reads a binary `DatasetFeatureStatisticsList` (what the analyze pass
+    writes; TFDV's `load_stats_binary` reads the same).
+
+    Raises:
+      ArtifactError: the file is missing or not such a proto.
+    """
+    from google.protobuf.message import DecodeError
+
+    from featurebridge.transforms.errors import ArtifactError
+
+    statistics = _pb().DatasetFeatureStatisticsList()
+    try:
+        with open(path, "rb") as f:
+            statistics.ParseFromString(f.read())
+    except (OSError, DecodeError) as e:
+        raise ArtifactError(
+            f"Cannot read the statistics {path}: {e}. It should be a binary "
+            "tensorflow_metadata DatasetFeatureStatisticsList written by `featurebridge analyze`; "
+            "run the analyze again to rewrite it."
+        ) from None
+    return statistics
+
+
+def class_counts(statistics, feature: str) -> List[Tuple[str, float]]:
+    """The label ``feature``'s exact class counts (custom stat
+    `CUSTOM_CLASS_COUNTS`) as [(value, count)], most frequent first; [] when
+    the statistics have no such feature or counts."""
+    for dataset in statistics.datasets:
+        for f in dataset.features:
+            if list(f.path.step) == [feature] or f.name == feature:
+                for custom in f.custom_stats:
+                    if custom.name == CUSTOM_CLASS_COUNTS and custom.WhichOneof("val") == "rank_histogram":
+                        return [(b.label, float(b.sample_count)) for b in custom.rank_histogram.buckets]
+    return []
 
 
 def _short(x: float) -> float:
